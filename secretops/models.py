@@ -1,0 +1,182 @@
+"""Plain data types shared by every layer.
+
+A secret value only ever travels as :class:`SecretValue`: its ``repr`` and ``str`` are
+masked, it refuses to be pickled or JSON-encoded by accident, and it registers itself with
+the redaction filter (``secretops.redaction``) so that a value that slips into a log line is
+still masked.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NoReturn
+
+MASK = "**********"
+
+
+class SecretValue:
+    """A secret string that does not show itself.
+
+    ``reveal()`` is the only way to the plain text; call it at the last moment, where the value
+    is handed to a client library.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise ValueError("a secret value must be a non-empty string")
+        self._value = value
+        from secretops import redaction
+
+        redaction.remember(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def fingerprint(self) -> str:
+        """A short, non-reversible id for reports: the first 12 hex digits of SHA-256."""
+        import hashlib
+
+        return hashlib.sha256(self._value.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"SecretValue('{MASK}')"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SecretValue):
+            return NotImplemented
+        import hmac
+
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("SecretValue", self._value))
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a SecretValue cannot be pickled or persisted")
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+
+class Environment(str, enum.Enum):
+    development = "development"
+    staging = "staging"
+    production = "production"
+
+
+class SecretKind(str, enum.Enum):
+    openai_api_key = "openai_api_key"
+    anthropic_api_key = "anthropic_api_key"
+    postgres_password = "postgres_password"
+
+
+class DbStrategy(str, enum.Enum):
+    alternating = "alternating"
+    single = "single"
+
+
+class Stage(str, enum.Enum):
+    """Where a version sits in a store, in AWS Secrets Manager's words."""
+
+    current = "AWSCURRENT"
+    pending = "AWSPENDING"
+    previous = "AWSPREVIOUS"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a store holds for one secret: the secret itself and, for a database login, the
+    user name that goes with it (not secret)."""
+
+    secret: SecretValue
+    username: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credential(secret={self.secret!r}, username={self.username!r})"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version of a credential in a store, known by reference: never carries the value."""
+
+    store: str
+    version_id: str
+    stage: Stage
+    fingerprint: str
+    username: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProviderKey:
+    """An API key as the provider lists it: id and metadata, never the value."""
+
+    id: str
+    name: str
+    status: str
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    redacted_value: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewProviderKey:
+    """A key just created at the provider: its id and the value (masked)."""
+
+    key: ProviderKey
+    value: SecretValue
+
+
+@dataclass(frozen=True)
+class PodLog:
+    pod: str
+    started_at: datetime | None
+    ready: bool
+    log: str
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    done: bool
+    message: str
+    observed_generation: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    replicas: int = 0
+    deadline_exceeded: bool = False
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """One subject that can read Secrets somewhere, and through what."""
+
+    environment: str
+    subject_kind: str  # User | Group | ServiceAccount | IAMPrincipal
+    subject: str
+    via: str  # e.g. "RoleBinding intelliprompt/devops-secrets -> Role secret-reader"
+    verbs: tuple[str, ...] = ()
+    resource_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    """One read of a secret in an access log (Kubernetes audit log, CloudTrail)."""
+
+    source: str  # kubernetes-audit | cloudtrail | provider
+    time: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str = ""

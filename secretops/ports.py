@@ -1,0 +1,144 @@
+"""The outside world, as the flows see it: one small protocol per external system.
+
+Each protocol has one real implementation in ``secretops/adapters/``; tasks depend only on
+these protocols. No method takes or returns a plain secret string: values travel as
+:class:`~secretops.models.SecretValue` (masked) inside :class:`~secretops.models.Credential`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from secretops.models import (
+    AccessEvent,
+    AccessGrant,
+    Credential,
+    NewProviderKey,
+    PodLog,
+    ProviderKey,
+    RolloutStatus,
+    SecretValue,
+    Stage,
+    StoredVersion,
+)
+
+
+class SecretStore(Protocol):
+    """One place that holds one secret in one environment (a key of a Kubernetes Secret, an
+    AWS Secrets Manager secret, a key of a ``.env`` file, a Docker secret file).
+
+    Versions are staged the AWS way: CURRENT, PENDING, PREVIOUS. Every method is idempotent.
+    """
+
+    @property
+    def name(self) -> str:
+        """Where the store is, for reports: ``k8s:intelliprompt-staging/api-keys#openai``."""
+        ...
+
+    def read(self, stage: Stage = Stage.current) -> Credential | None: ...
+
+    def version(self, stage: Stage = Stage.current) -> StoredVersion | None: ...
+
+    def stage_pending(self, credential: Credential) -> StoredVersion:
+        """Store ``credential`` as PENDING. The same pending credential again is a no-op; a
+        different pending credential raises :class:`secretops.errors.PendingConflict`."""
+        ...
+
+    def promote_pending(self) -> StoredVersion:
+        """PENDING becomes CURRENT and CURRENT becomes PREVIOUS. With no pending version and
+        a current one, returns the current one (already promoted)."""
+        ...
+
+    def restore_previous(self, failed: Credential) -> StoredVersion:
+        """Undo a promotion: if CURRENT is ``failed``, PREVIOUS becomes CURRENT again."""
+        ...
+
+    def clear_pending(self) -> None: ...
+
+
+class KeyProvider(Protocol):
+    """An LLM provider's admin API (OpenAI, Anthropic)."""
+
+    @property
+    def can_create_keys(self) -> bool: ...
+
+    def create_key(self, name: str) -> NewProviderKey: ...
+
+    def list_keys(self) -> Sequence[ProviderKey]: ...
+
+    def find_key(self, value: SecretValue) -> ProviderKey | None:
+        """The provider's record of the key with this value, matched by its redacted hint."""
+        ...
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Delete (OpenAI) or deactivate (Anthropic). False when it was already revoked."""
+        ...
+
+    def check_key(self, value: SecretValue) -> bool:
+        """``GET /v1/models`` with the key: True on 200, False on 401/403."""
+        ...
+
+
+class Cluster(Protocol):
+    """The Kubernetes API, as kubectl would use it."""
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None: ...
+
+    def restart_deployment(self, namespace: str, name: str) -> str:
+        """``kubectl rollout restart``: returns the ``restartedAt`` stamp it set."""
+        ...
+
+    def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutStatus:
+        """``kubectl rollout status``: returns when done, failed or timed out."""
+        ...
+
+    def pods_started_since(self, namespace: str, deployment: str, since: datetime) -> list[PodLog]:
+        ...
+
+    def force_sync_external_secret(self, namespace: str, name: str) -> str:
+        """Set the ``force-sync`` annotation; returns the ``refreshTime`` seen before."""
+        ...
+
+    def wait_external_secret_synced(
+        self, namespace: str, name: str, after: str, timeout: float
+    ) -> str:
+        """Wait for ``SecretSynced`` with a ``refreshTime`` newer than ``after``."""
+        ...
+
+    def secret_readers(self, namespace: str) -> list[AccessGrant]:
+        """Subjects that may get/list/watch Secrets in the namespace (RBAC)."""
+        ...
+
+    def secret_read_events(self, namespace: str, name: str, since: datetime) -> list[AccessEvent]:
+        """Reads of the Secret in the Kubernetes audit log."""
+        ...
+
+
+class Database(Protocol):
+    """PostgreSQL, through an admin login."""
+
+    def set_password(self, role: str, password: SecretValue) -> None:
+        """``ALTER ROLE ... PASSWORD`` with a SCRAM-SHA-256 verifier computed on the client."""
+        ...
+
+    def can_login(self, role: str, password: SecretValue) -> bool: ...
+
+    def terminate_sessions(self, role: str) -> int: ...
+
+    def ensure_login_role(self, role: str, member_of: str) -> bool:
+        """Create a LOGIN role that inherits ``member_of``; False when it already existed."""
+        ...
+
+    def disable_password(self, role: str) -> None:
+        """Invalidate the role's password (``PASSWORD NULL``)."""
+        ...
+
+
+class AwsAccess(Protocol):
+    """IAM and CloudTrail, for the access audit."""
+
+    def secret_readers(self, secret_id: str) -> list[AccessGrant]: ...
+
+    def secret_read_events(self, secret_id: str, since: datetime) -> list[AccessEvent]: ...
