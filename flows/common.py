@@ -1,0 +1,36 @@
+"""What every flow shares: where the inventory is, the per-secret lock, the report artifact."""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+
+from prefect.artifacts import create_markdown_artifact
+
+from secretops.report import RunReport
+
+
+class ApiKeySecret(enum.StrEnum):
+    """API-key secrets of the inventory (drop-down in the UI)."""
+
+    openai = "openai"
+    anthropic = "anthropic"
+
+
+def inventory_path(explicit: str | None) -> str:
+    """The inventory file: the parameter, else ``$SECRETOPS_INVENTORY``, else ./inventory.yaml."""
+    path = explicit or os.environ.get("SECRETOPS_INVENTORY") or "inventory.yaml"
+    return str(Path(path).resolve())
+
+
+def secret_lock(secret: str) -> str:
+    """The global concurrency limit (one slot, created by ``secretops setup``) that keeps two
+    runs touching the same secret from interleaving."""
+    return f"secretops-secret-{secret}"
+
+
+def publish(report: RunReport, key: str) -> None:
+    """The run's markdown artifact: steps, durations, ids and evidence; never a value."""
+    slug = "".join(c if c.isalnum() else "-" for c in key.lower()).strip("-")
+    create_markdown_artifact(markdown=report.markdown(), key=slug, description=report.title)

@@ -1,0 +1,159 @@
+"""Runbook: Secret Rotation / Rotate API Keys.
+
+    1. Generate new key at provider      generate_new_key (OpenAI: admin API; Anthropic: a person)
+    2. Update secret                     update_secret (+ sync_external_secret in production)
+    3. Restart pods                      restart_pods (rollout restart + rollout status)
+    4. Verify                            verify_logs ("API initialized"), verify_new_key
+    5. Revoke old key at provider        revoke_old_key
+
+The old key is revoked only after the new one is verified in every consumer. A failure before
+step 5 puts the previous key back everywhere, restarts, checks the application is healthy again,
+revokes the new key and fails the run with what happened and what to do.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.input.actions import delete_flow_run_input
+from prefect.input.run_input import keyset_from_base_key
+from prefect.states import Cancelled, State
+from pydantic import Field, SecretStr
+
+from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
+from secretops.errors import SecretopsError
+from secretops.models import Environment, SecretValue, Stage
+from secretops.report import RunReport
+from secretops.staging import check_shape, stage_key
+from tasks.api_keys import (
+    check_new_key,
+    generate_new_key,
+    revoke_new_key,
+    revoke_old_key,
+    verify_new_key,
+)
+from tasks.common import inventory_at, wiring_for
+from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.plan import plan_rotation
+from tasks.stores import restore_previous, update_secret
+
+PAUSE_KEY = "new-key"
+
+STEPS = [
+    "1. Generate new key at provider", "2. Update secret", "3. Restart pods", "4. Verify",
+    "5. Revoke old key at provider",
+]
+
+
+class RotationFailed(SecretopsError):
+    """The rotation failed and was rolled back."""
+
+
+class NewKey(RunInput):
+    """The form shown in the Prefect UI when a person must create the key."""
+
+    key: SecretStr = Field(description="The new key, exactly as the console showed it.")
+
+
+@flow(name="rotate-api-key", flow_run_name="rotate-{secret}-{environment}", log_prints=False)
+def rotate_api_key(
+    secret: ApiKeySecret,
+    environment: Environment,
+    reason: str = "scheduled rotation",
+    dry_run: bool = False,
+    inventory: str | None = None,
+    person_timeout_seconds: int = 3600,
+) -> str | State[str]:
+    """Rotate an API key in one environment, following the runbook; see the module doc."""
+    path = inventory_path(inventory)
+    secret_id, env = ApiKeySecret(secret).value, Environment(environment).value
+    report = RunReport(f"Rotate API key {secret_id} in {env}",
+                       {"secret": secret_id, "environment": env, "reason": reason})
+    if dry_run:
+        report.add(plan_rotation(secret_id, env, path, STEPS))
+        report.outcome = "dry run: nothing changed"
+        publish(report, f"rotate-{secret_id}-{env}-plan")
+        return report.outcome
+    with concurrency(secret_lock(secret_id), occupy=1, strict=True):
+        if not wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds, report):
+            report.outcome = "cancelled: no key was provided in time; nothing changed"
+            publish(report, f"rotate-{secret_id}-{env}")
+            return Cancelled(message=report.outcome)
+        report.add(generate_new_key(secret_id, env, path))
+        try:
+            report.add(check_new_key(secret_id, env, path))
+        except SecretopsError as exc:
+            report.failed("1b. Check the new key at the provider", exc)
+            report.add(revoke_new_key(secret_id, env, path))
+            report.outcome = "failed: the new key was refused; nothing changed"
+            publish(report, f"rotate-{secret_id}-{env}")
+            raise RotationFailed(f"{exc}; nothing was changed. Create a new key and rerun.") from None
+        try:
+            report.add(update_secret(secret_id, env, path))
+            report.add(sync_external_secret(secret_id, env, path))
+            restart = report.add(restart_pods(secret_id, env, path))
+            report.add(verify_logs(secret_id, env, path, since=restart.started_at))
+            report.add(verify_new_key(secret_id, env, path))
+        except Exception as exc:
+            report.failed("verification", exc)
+            roll_back(secret_id, env, path, report)
+            report.outcome = "failed and rolled back: the previous key is current again"
+            publish(report, f"rotate-{secret_id}-{env}")
+            raise RotationFailed(
+                f"rotating {secret_id} in {env} failed ({exc}); the previous key was restored, "
+                "the application is healthy and the new key was revoked. See the run's report, "
+                "fix the cause and rerun."
+            ) from None
+        report.add(revoke_old_key(secret_id, env, path))
+    report.outcome = "rotated: the new key is current and verified, the old key is revoked"
+    publish(report, f"rotate-{secret_id}-{env}")
+    return report.outcome
+
+
+def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
+    """Put the previous key back everywhere, restart, check health, revoke the new key."""
+    report.add(restore_previous(secret, environment, inventory))
+    report.add(sync_external_secret(secret, environment, inventory))
+    restart = report.add(restart_pods(secret, environment, inventory))
+    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
+    report.add(revoke_new_key(secret, environment, inventory))
+
+
+def wait_for_person_if_needed(
+    secret: str, environment: str, inventory: str, timeout: int, report: RunReport
+) -> bool:
+    """For a provider without a key-creation API: pause with a form until a person pastes the
+    new key, delete it from the run input at once, and stage it as pending. Returns False when
+    nobody answered in time (nothing was changed)."""
+    wiring, inv = wiring_for(inventory), inventory_at(inventory)
+    provider = wiring.provider(secret)
+    stores = wiring.stores(secret, environment)
+    if provider.can_create_keys or any(s.read(Stage.pending) for s in stores):
+        return True
+    settings = inv.provider_settings(secret)
+    instructions = (
+        f"### A new {secret} key is needed for **{environment}**\n\n"
+        f"1. Open {settings.console_url} and create a key named "
+        f"`secretops-{inv.application}-{environment}-{secret}`.\n"
+        f"2. Paste it below. It starts with `{settings.key_prefix}`.\n\n"
+        "The key is stored as the pending version and deleted from this run's input at once; "
+        "the old key keeps working until the new one is verified."
+    )
+    logger = get_run_logger()
+    logger.info("waiting up to %s s for a person to provide the new %s key", timeout, secret)
+    try:
+        answer = pause_flow_run(
+            wait_for_input=NewKey.with_initial_data(description=instructions),
+            timeout=timeout, key=PAUSE_KEY,
+        )
+    except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
+        report.failed("1. Generate new key at provider (waiting for a person)", exc)
+        return False
+    value = SecretValue(answer.key.get_secret_value())
+    delete_flow_run_input(keyset_from_base_key(f"paused-{PAUSE_KEY}")["response"])
+    check_shape(value, settings.key_prefix)
+    stage_key(stores, value)
+    logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
+    return True

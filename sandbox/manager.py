@@ -1,0 +1,209 @@
+"""Start, find and stop the sandbox supervisor (``python -m sandbox.server``).
+
+The supervisor writes ``DIR/sandbox.json`` once every emulator answers; that file is the
+contract for drills, scripts and tests (docs/sandbox.md). ``up`` is idempotent, ``down`` ends
+every process the sandbox started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from secretops.errors import SecretopsError
+
+BOOT_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def _info_path(directory: Path) -> Path:
+    return directory / "sandbox.json"
+
+
+def read_info(directory: Path) -> dict[str, Any] | None:
+    path = _info_path(directory)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _healthy(info: dict[str, Any]) -> bool:
+    try:
+        with urllib.request.urlopen(f"{info['control']}/healthz", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (OSError, KeyError):
+        return False
+
+
+def status(directory: Path) -> dict[str, Any] | None:
+    """The running sandbox's ``sandbox.json``, or None when none runs in ``directory``."""
+    info = read_info(directory)
+    if info is None or not _alive(info.get("pids", {}).get("supervisor")):
+        return None
+    return info if _healthy(info) else None
+
+
+def up(
+    directory: Path,
+    faults: list[str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, Any], bool]:
+    """Start the sandbox in ``directory`` unless it already runs. Returns (info, started)."""
+    directory = directory.resolve()
+    running = status(directory)
+    if running is not None:
+        return running, False
+    _kill_leftovers(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _info_path(directory).unlink(missing_ok=True)
+    log_path = directory / "sandbox.log"
+    command = [sys.executable, "-m", "sandbox.server", "--dir", str(directory)]
+    for spec in faults or []:
+        command += ["--fault", spec]
+    progress(f"starting the sandbox in {directory} (log: {log_path})")
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=directory,
+        )
+    deadline = started + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        info = read_info(directory)
+        if info is not None and info.get("pids", {}).get("supervisor") == proc.pid:
+            progress(f"sandbox up in {time.monotonic() - started:.1f} s")
+            return info, True
+        if proc.poll() is not None:
+            raise SecretopsError(
+                f"the sandbox supervisor exited with code {proc.returncode} while starting; "
+                f"last lines of {log_path}:\n{_tail(log_path)}"
+            )
+        time.sleep(0.1)
+    proc.terminate()
+    raise SecretopsError(f"the sandbox did not start within {BOOT_TIMEOUT:.0f} s; see {log_path}")
+
+
+def down(directory: Path) -> int:
+    """Stop the sandbox in ``directory``. Returns how many processes were ended."""
+    directory = directory.resolve()
+    info = read_info(directory)
+    if info is None:
+        return 0
+    ended = 0
+    supervisor = info.get("pids", {}).get("supervisor")
+    if _alive(supervisor):
+        os.kill(supervisor, signal.SIGTERM)
+        ended += 1
+        _wait_gone([supervisor], STOP_TIMEOUT)
+    ended += _kill_leftovers(directory)
+    _info_path(directory).unlink(missing_ok=True)
+    return ended
+
+
+def set_fault(directory: Path, target: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    info = status(directory.resolve())
+    if info is None:
+        raise SecretopsError(f"no sandbox running in {directory}")
+    request = urllib.request.Request(  # noqa: S310
+        f"{info['control']}/faults/{target}", data=json.dumps(knobs).encode(), method="PUT",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+def describe(info: dict[str, Any]) -> str:
+    lines = [f"sandbox in {info['dir']}"]
+    lines.append(f"  kubeconfig   {info['kubeconfig']}  (kubectl --kubeconfig ... get pods -A)")
+    lines.append(f"  kubernetes   {info['kubernetes']['server']}")
+    lines.append(f"  aws          {info['aws']['endpoint_url']} ({info['aws']['region']})")
+    pg = info["postgres"]
+    lines.append(f"  postgres     {pg['host']}:{pg['port']}/{pg['database']}")
+    for name, url in info["providers"].items():
+        lines.append(f"  {name:<12} {url}")
+    for name, url in info["services"].items():
+        lines.append(f"  service      {name}: {url}")
+    lines.append(f"  inventory    {info['inventory']}")
+    return "\n".join(lines)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill_leftovers(directory: Path) -> int:
+    """End every process recorded in ``sandbox.json`` and every process still using the
+    sandbox folder (a PostgreSQL left by a supervisor that was killed)."""
+    import psutil
+
+    info = read_info(directory) or {}
+    victims: dict[int, psutil.Process] = {}
+    for pid in info.get("pids", {}).values():
+        if _alive(pid):
+            try:
+                victims[pid] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                continue
+    marker = str(directory)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        mentions = f"{marker}/" in cmdline or f"{marker} " in cmdline or cmdline.endswith(marker)
+        if mentions and proc.pid != os.getpid():
+            victims[proc.pid] = proc
+    for proc in list(victims.values()):
+        try:
+            for child in proc.children(recursive=True):
+                victims[child.pid] = child
+        except psutil.NoSuchProcess:
+            continue
+    for proc in victims.values():
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(list(victims.values()), timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    return len(victims)

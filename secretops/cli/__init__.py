@@ -1,0 +1,155 @@
+"""The `secretops` command line.
+
+Start-up must stay fast (`secretops --help` under 0.3 s): this module imports only the standard
+library; every command imports what it needs (Prefect, the clients) when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from secretops.cli import commands
+
+EPILOG = """\
+Every command reads the inventory (which secrets exist, where they live, who may read them)
+from --inventory, else $SECRETOPS_INVENTORY, else ./inventory.yaml.
+
+Examples:
+  secretops quickstart                                 boot the sandbox and rotate everything
+  secretops sandbox up --dir .sandbox                  start the local outside world
+  secretops rotate api-key openai --env staging        rotate one key, verify, revoke the old
+  secretops rotate db-password --env production        rotate without downtime (alternating)
+  secretops scan --inventory .sandbox/inventory.yaml   prove no secret value reached Prefect
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inventory",
+        metavar="PATH",
+        default=None,
+        help="inventory file (default: $SECRETOPS_INVENTORY or ./inventory.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secretops",
+        description="Rotate and defend an application's secrets: the secrets runbook as "
+        "Prefect flows with verification, rollback and an audit trail.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str, run: Callable[[argparse.Namespace], int],
+                parent: argparse._SubParsersAction | None = None,  # type: ignore[type-arg]
+                ) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name, help=help_text, description=help_text)
+        _common(p)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("quickstart", "boot the sandbox, run every procedure against it, show where "
+                "to look", commands.quickstart)
+    p.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
+    p.add_argument("--stop", action="store_true",
+                   help="stop the sandbox and the Prefect server that quickstart started")
+
+    sandbox = sub.add_parser("sandbox", help="the local outside world: Kubernetes, AWS, "
+                             "PostgreSQL, OpenAI and Anthropic emulators",
+                             description="Start, inspect and stop the sandbox (docs/sandbox.md).")
+    ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    for name, text, run in (
+        ("up", "start the sandbox (idempotent) and write DIR/sandbox.json", commands.sandbox_up),
+        ("down", "stop every process the sandbox started", commands.sandbox_down),
+        ("status", "show what runs and where", commands.sandbox_status),
+    ):
+        p = command(name, text, run, ssub)
+        p.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
+        if name == "up":
+            p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                           help="fault knobs at start, e.g. openai:error_rate=0.3,codes=429|503 "
+                           "(repeatable)")
+    p = command("fault", "set fault knobs of one emulator while it runs", commands.sandbox_fault,
+                ssub)
+    p.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
+    p.add_argument("target", choices=["openai", "anthropic", "kubernetes", "aws"])
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests that fail")
+    p.add_argument("--codes", default="429,500,503", help="status codes of injected errors")
+    p.add_argument("--latency-ms", type=int, default=0, help="added latency per request")
+    p.add_argument("--down-seconds", type=float, default=0.0, help="refuse everything for N s")
+    p.add_argument("--conflict-rate", type=float, default=0.0,
+                   help="kubernetes only: share of writes answered 409 Conflict")
+
+    inv = sub.add_parser("inventory", help="check and show the inventory",
+                         description="Validate the inventory and show what it describes.")
+    isub = inv.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
+    command("check", "validate the inventory; errors name the file, field and problem",
+            commands.inventory_check, isub)
+
+    dev = sub.add_parser("dev", help="development secrets: .env and Docker secret files",
+                         description="Development secrets, as the runbook's Development section.")
+    dsub = dev.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
+    p = command("init", "make .env from .env.example and the secrets/*.txt files, generating "
+                "empty secret values", commands.dev_init, dsub)
+    p.add_argument("--force", action="store_true", help="overwrite existing values and files")
+
+    rotate = sub.add_parser("rotate", help="rotate a secret: create, set, propagate, test, "
+                            "finish (rolls back on failure)",
+                            description="Rotate a secret in one environment, following the "
+                            "rotation protocol; the old credential is revoked only after the new "
+                            "one is verified in every consumer.")
+    rsub = rotate.add_subparsers(dest="rotate_command", metavar="WHAT", required=True)
+    p = command("api-key", "rotate an OpenAI or Anthropic API key", commands.rotate_api_key, rsub)
+    p.add_argument("secret", help="secret id from the inventory (openai, anthropic)")
+    p.add_argument("--env", required=True, choices=["development", "staging", "production"])
+    p.add_argument("--reason", default="scheduled rotation", help="recorded in the report")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p = command("db-password", "rotate the PostgreSQL password without downtime",
+                commands.rotate_db_password, rsub)
+    p.add_argument("--secret", default="db-password", help="secret id (default: db-password)")
+    p.add_argument("--env", required=True, choices=["development", "staging", "production"])
+    p.add_argument("--strategy", choices=["alternating", "single"], default=None,
+                   help="default: the inventory's strategy for the environment")
+    p.add_argument("--terminate-old-sessions", action="store_true",
+                   help="end the old credentials' sessions after the switch")
+    p.add_argument("--reason", default="scheduled rotation", help="recorded in the report")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+    p = command("scan", "search Prefect (API, database, logs, artifacts, events, inputs) for any "
+                "value held in the stores; exits 1 on a hit", commands.scan)
+    p.add_argument("--api-url", default=None, help="Prefect API (default: $PREFECT_API_URL)")
+    p.add_argument("--database", default=None, metavar="PATH",
+                   help="the Prefect server's SQLite file, searched byte by byte too")
+    p.add_argument("--extra-file", action="append", default=[], metavar="PATH",
+                   help="another file to search, e.g. the server's log (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    if args.inventory is None:
+        args.inventory = os.environ.get("SECRETOPS_INVENTORY", "inventory.yaml")
+    from secretops.errors import SecretopsError
+
+    try:
+        code: int = args.run(args)
+    except SecretopsError as exc:
+        print(f"secretops: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("secretops: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

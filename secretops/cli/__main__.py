@@ -1,0 +1,5 @@
+import sys
+
+from secretops.cli import main
+
+sys.exit(main())

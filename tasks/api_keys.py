@@ -1,0 +1,153 @@
+"""Runbook steps at an API-key provider: generate the new key, check it, revoke the old one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from secretops.errors import NotRetryable, VerificationFailed
+from secretops.models import Credential, SecretValue, Stage
+from secretops.ports import KeyProvider, SecretStore
+from tasks.common import inventory_at, runbook_step, wiring_for
+
+
+class KeyNeeded(NotRetryable):
+    """The provider cannot create keys through its API: a person must create one."""
+
+
+def key_name_prefix(application: str, environment: str, secret: str) -> str:
+    """Keys secretops creates are named ``secretops-<app>-<env>-<secret>-<UTC stamp>``, so a key
+    created by a run that died before storing it can be found and revoked."""
+    return f"secretops-{application}-{environment}-{secret}-"
+
+
+def _values(stores: list[SecretStore], *stages: Stage) -> list[SecretValue]:
+    found: list[SecretValue] = []
+    for store in stores:
+        for stage in stages:
+            credential = store.read(stage)
+            if credential is not None and credential.secret not in found:
+                found.append(credential.secret)
+    return found
+
+
+def _revoke_orphans(provider: KeyProvider, stores: list[SecretStore], prefix: str) -> list[str]:
+    """Revoke active keys with our name prefix that no store holds (their value is lost)."""
+    known = set()
+    for value in _values(stores, Stage.current, Stage.pending, Stage.previous):
+        key = provider.find_key(value)
+        if key is not None:
+            known.add(key.id)
+    revoked = []
+    for key in provider.list_keys():
+        if key.name.startswith(prefix) and key.status == "active" and key.id not in known:
+            provider.revoke_key(key.id)
+            revoked.append(f"revoked orphan key {key.id} ({key.name}) left by an interrupted run")
+    return revoked
+
+
+@runbook_step("1. Generate new key at provider")
+def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]:
+    """Create the new key and store it as PENDING beside the current one in every store.
+
+    A pending key already staged (by an interrupted run, or by a person through the form or the
+    CLI) is reused, never replaced."""
+    inv, wiring = inventory_at(inventory), wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    provider = wiring.provider(secret)
+    pendings = [store.read(Stage.pending) for store in stores]
+    staged = next((p for p in pendings if p is not None), None)
+    prefix = key_name_prefix(inv.application, environment, secret)
+    evidence = _revoke_orphans(provider, stores, prefix)
+    if staged is None:
+        if not provider.can_create_keys:
+            raise KeyNeeded(f"{secret} keys can only be created by a person; none is staged")
+        new = provider.create_key(f"{prefix}{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        staged = Credential(new.value)
+        evidence.append(f"created key {new.key.id} ({new.key.name}) at the provider")
+    else:
+        evidence.append(f"reusing the pending key {staged.secret.fingerprint()}")
+    for store, pending in zip(stores, pendings, strict=True):
+        version = store.stage_pending(staged) if pending is None else store.version(Stage.pending)
+        if version is not None:
+            evidence.append(f"{store.name}: pending version {version.version_id}")
+    return evidence
+
+
+@runbook_step("1b. Check the new key at the provider")
+def check_new_key(secret: str, environment: str, inventory: str) -> list[str]:
+    """The pending key answers ``GET /v1/models`` before anything uses it."""
+    wiring = wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    pending = _values(stores, Stage.pending)
+    if not pending:
+        raise VerificationFailed(f"no pending {secret} key to check in {environment}")
+    provider = wiring.provider(secret)
+    for value in pending:
+        if not provider.check_key(value):
+            raise VerificationFailed(
+                f"the provider refuses the new {secret} key {value.fingerprint()}"
+            )
+    return [f"the provider accepts the new key {v.fingerprint()}" for v in pending]
+
+
+@runbook_step("4b. Verify the new key at the provider")
+def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
+    """The current key works at the provider and the previous one still does (until step 5)."""
+    wiring = wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    provider = wiring.provider(secret)
+    evidence = []
+    for value in _values(stores, Stage.current):
+        if not provider.check_key(value):
+            raise VerificationFailed(f"the provider refuses the current {secret} key "
+                                     f"{value.fingerprint()}")
+        evidence.append(f"current key {value.fingerprint()} accepted by the provider")
+    return evidence
+
+
+def _revoke(provider: KeyProvider, value: SecretValue, what: str) -> str:
+    key = provider.find_key(value)
+    if key is None:
+        return f"{what} key {value.fingerprint()} is not known to the provider"
+    revoked = provider.revoke_key(key.id)
+    if provider.check_key(value):
+        raise VerificationFailed(f"{what} key {key.id} still works after revocation")
+    state = "revoked" if revoked else "was already revoked"
+    return f"{what} key {key.id} ({value.fingerprint()}) {state}; the provider refuses it"
+
+
+@runbook_step("5. Revoke old key at provider")
+def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
+    """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive), check the provider
+    refuses it, and clear the pending marker: the rotation is finished."""
+    inv, wiring = inventory_at(inventory), wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    provider = wiring.provider(secret)
+    current = _values(stores, Stage.current)
+    evidence = [
+        _revoke(provider, value, "old")
+        for value in _values(stores, Stage.previous)
+        if value not in current
+    ]
+    prefix = key_name_prefix(inv.application, environment, secret)
+    evidence += _revoke_orphans(provider, stores, prefix)
+    for store in stores:
+        store.clear_pending()
+    return evidence or ["no previous key to revoke"]
+
+
+@runbook_step("Roll back: revoke the new key")
+def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
+    """After a rollback: the new key is revoked and the pending marker cleared."""
+    wiring = wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    provider = wiring.provider(secret)
+    current = _values(stores, Stage.current)
+    evidence = [
+        _revoke(provider, value, "new")
+        for value in _values(stores, Stage.pending)
+        if value not in current
+    ]
+    for store in stores:
+        store.clear_pending()
+    return evidence or ["no pending key to revoke"]

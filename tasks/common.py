@@ -1,0 +1,83 @@
+"""How every runbook step is run: retried with backoff on transient failures only, never
+cached, never persisted, and named in the runbook's words so the UI timeline reads as the
+checklist."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+
+from secretops.adapters.retry import is_transient
+from secretops.inventory import Inventory, load_inventory
+from secretops.report import StepResult
+from secretops.wiring import Wiring
+
+P = ParamSpec("P")
+
+RETRIES = 4
+
+
+def transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry on 429 / 5xx / 409 / timeouts; never on 401 / 403 / 404 or validation errors."""
+    try:
+        state.result(raise_on_failure=True)
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+def runbook_step(
+    step: str, *, retries: int = RETRIES
+) -> Callable[[Callable[P, list[str]]], Task[P, StepResult]]:
+    """Make a task of one runbook step.
+
+    The task is named after the function (``restart_pods``) and each run after the step as the
+    runbook says it, with the environment (``3. Restart pods (staging)``), so the UI timeline
+    reads as the checklist. The function returns its evidence (ids, counts, pod names: never a
+    value); the task returns a :class:`StepResult` with its timing.
+    """
+
+    def decorate(fn: Callable[P, list[str]]) -> Task[P, StepResult]:
+        has_environment = "environment" in inspect.signature(fn).parameters
+
+        @functools.wraps(fn)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> StepResult:
+            started_at = datetime.now(UTC)
+            begun = time.monotonic()
+            evidence = fn(*args, **kwargs)
+            return StepResult(step, started_at, time.monotonic() - begun, "ok", tuple(evidence))
+
+        return task(
+            name=fn.__name__,
+            task_run_name=f"{step} ({{environment}})" if has_environment else step,
+            retries=retries,
+            retry_delay_seconds=exponential_backoff(backoff_factor=0.5),
+            retry_jitter_factor=0.5,
+            retry_condition_fn=transient_only,
+            persist_result=False,
+            cache_policy=NO_CACHE,
+            log_prints=False,
+        )(timed)
+
+    return decorate
+
+
+@functools.lru_cache(maxsize=8)
+def inventory_at(path: str) -> Inventory:
+    return load_inventory(path)
+
+
+@functools.lru_cache(maxsize=8)
+def wiring_for(path: str) -> Wiring:
+    """The adapters for an inventory, built once per process."""
+    return Wiring(inventory_at(path))

@@ -1,0 +1,47 @@
+"""Runbook steps on the stores of a secret: make the pending version current everywhere, put
+the previous one back, clear the pending one. Each step looks at the state first."""
+
+from __future__ import annotations
+
+from secretops.errors import SecretopsError
+from secretops.models import Stage
+from tasks.common import runbook_step, wiring_for
+
+
+@runbook_step("2. Update secret")
+def update_secret(secret: str, environment: str, inventory: str) -> list[str]:
+    """Make the pending version current in every store of the environment (the runbook's
+    ``kubectl edit secret``); the old one becomes the previous version."""
+    evidence = []
+    for store in wiring_for(inventory).stores(secret, environment):
+        pending = store.version(Stage.pending)
+        if pending is None:
+            raise SecretopsError(f"{store.name} has no pending version to make current")
+        version = store.promote_pending()
+        evidence.append(f"{store.name}: version {version.version_id} "
+                        f"({version.fingerprint}) is current")
+    return evidence
+
+
+@runbook_step("Roll back: restore the previous version")
+def restore_previous(secret: str, environment: str, inventory: str) -> list[str]:
+    """Undo ``update_secret``: where the pending (new) version became current, the previous
+    one is current again. Stores that were not promoted are left as they are."""
+    evidence = []
+    for store in wiring_for(inventory).stores(secret, environment):
+        failed = store.read(Stage.pending)
+        if failed is None:
+            evidence.append(f"{store.name}: nothing pending, left as it is")
+            continue
+        version = store.restore_previous(failed)
+        evidence.append(f"{store.name}: version {version.version_id} "
+                        f"({version.fingerprint}) is current again")
+    return evidence
+
+
+@runbook_step("Clear the pending version")
+def clear_pending(secret: str, environment: str, inventory: str) -> list[str]:
+    stores = wiring_for(inventory).stores(secret, environment)
+    for store in stores:
+        store.clear_pending()
+    return [f"{store.name}: no pending version" for store in stores]

@@ -1,0 +1,52 @@
+"""Session-wide fixtures: one sandbox (the outside world) and one Prefect server per test run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import manager
+from sandbox.kubectl import kubectl_path
+
+pytest_plugins = ["tests.fixtures_prefect"]
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The running sandbox: the parsed ``DIR/sandbox.json`` (docs/sandbox.md)."""
+    directory = tmp_path_factory.mktemp("sandbox")
+    info, _ = manager.up(directory)
+    try:
+        yield info
+    finally:
+        manager.down(directory)
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    return kubectl_path()
+
+
+@pytest.fixture()
+def kubectl(sandbox: dict[str, Any], kubectl_bin: str) -> Any:
+    """Run the real kubectl against the sandbox: ``kubectl("get", "pods", "-n", ns)``."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [kubectl_bin, "--kubeconfig", sandbox["kubeconfig"], *args],
+            capture_output=True, text=True, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    return run
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
