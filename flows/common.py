@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 
+from secretops.prefect_setup import lock_name
 from secretops.report import RunReport
 
 
@@ -27,7 +28,7 @@ def inventory_path(explicit: str | None) -> str:
 def secret_lock(secret: str) -> str:
     """The global concurrency limit (one slot, created by ``secretops setup``) that keeps two
     runs touching the same secret from interleaving."""
-    return f"secretops-secret-{secret}"
+    return lock_name(secret)
 
 
 def publish(report: RunReport, key: str) -> None:

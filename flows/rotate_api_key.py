@@ -75,7 +75,7 @@ def rotate_api_key(
         report.add(plan_rotation(secret_id, env, path, STEPS))
         report.outcome = "dry run: nothing changed"
         publish(report, f"rotate-{secret_id}-{env}-plan")
-        return report.outcome
+        return report.markdown()
     with concurrency(secret_lock(secret_id), occupy=1, strict=True):
         if not wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds, report):
             report.outcome = "cancelled: no key was provided in time; nothing changed"
@@ -85,7 +85,7 @@ def rotate_api_key(
         try:
             report.add(check_new_key(secret_id, env, path))
         except SecretopsError as exc:
-            report.failed("1b. Check the new key at the provider", exc)
+            report.failed("Check the new key at the provider", exc)
             report.add(revoke_new_key(secret_id, env, path))
             report.outcome = "failed: the new key was refused; nothing changed"
             publish(report, f"rotate-{secret_id}-{env}")
@@ -109,7 +109,7 @@ def rotate_api_key(
         report.add(revoke_old_key(secret_id, env, path))
     report.outcome = "rotated: the new key is current and verified, the old key is revoked"
     publish(report, f"rotate-{secret_id}-{env}")
-    return report.outcome
+    return report.markdown()
 
 
 def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
@@ -149,7 +149,7 @@ def wait_for_person_if_needed(
             timeout=timeout, key=PAUSE_KEY,
         )
     except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
-        report.failed("1. Generate new key at provider (waiting for a person)", exc)
+        report.failed("Generate new key at provider (waiting for a person)", exc)
         return False
     value = SecretValue(answer.key.get_secret_value())
     delete_flow_run_input(keyset_from_base_key(f"paused-{PAUSE_KEY}")["response"])

@@ -68,24 +68,24 @@ class SecretValue:
         return len(self._value)
 
 
-class Environment(str, enum.Enum):
+class Environment(enum.StrEnum):
     development = "development"
     staging = "staging"
     production = "production"
 
 
-class SecretKind(str, enum.Enum):
+class SecretKind(enum.StrEnum):
     openai_api_key = "openai_api_key"
     anthropic_api_key = "anthropic_api_key"
     postgres_password = "postgres_password"
 
 
-class DbStrategy(str, enum.Enum):
+class DbStrategy(enum.StrEnum):
     alternating = "alternating"
     single = "single"
 
 
-class Stage(str, enum.Enum):
+class Stage(enum.StrEnum):
     """Where a version sits in a store, in AWS Secrets Manager's words."""
 
     current = "AWSCURRENT"

@@ -125,6 +125,10 @@ class Database(Protocol):
 
     def can_login(self, role: str, password: SecretValue) -> bool: ...
 
+    def can_use_application(self, role: str, password: SecretValue) -> bool:
+        """A new login as ``role`` that can read the application's tables."""
+        ...
+
     def terminate_sessions(self, role: str) -> int: ...
 
     def ensure_login_role(self, role: str, member_of: str) -> bool:

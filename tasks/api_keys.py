@@ -45,7 +45,7 @@ def _revoke_orphans(provider: KeyProvider, stores: list[SecretStore], prefix: st
     return revoked
 
 
-@runbook_step("1. Generate new key at provider")
+@runbook_step("Generate new key at provider")
 def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     """Create the new key and store it as PENDING beside the current one in every store.
 
@@ -73,7 +73,7 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
     return evidence
 
 
-@runbook_step("1b. Check the new key at the provider")
+@runbook_step("Check the new key at the provider")
 def check_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     """The pending key answers ``GET /v1/models`` before anything uses it."""
     wiring = wiring_for(inventory)
@@ -90,7 +90,7 @@ def check_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     return [f"the provider accepts the new key {v.fingerprint()}" for v in pending]
 
 
-@runbook_step("4b. Verify the new key at the provider")
+@runbook_step("Verify the new key at the provider")
 def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     """The current key works at the provider and the previous one still does (until step 5)."""
     wiring = wiring_for(inventory)
@@ -116,7 +116,7 @@ def _revoke(provider: KeyProvider, value: SecretValue, what: str) -> str:
     return f"{what} key {key.id} ({value.fingerprint()}) {state}; the provider refuses it"
 
 
-@runbook_step("5. Revoke old key at provider")
+@runbook_step("Revoke old key at provider")
 def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
     """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive), check the provider
     refuses it, and clear the pending marker: the rotation is finished."""

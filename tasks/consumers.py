@@ -40,7 +40,7 @@ def sync_external_secret(secret: str, environment: str, inventory: str) -> list[
     return evidence or ["no ExternalSecret in this environment"]
 
 
-@runbook_step("3. Restart pods")
+@runbook_step("Restart pods")
 def restart_pods(secret: str, environment: str, inventory: str) -> list[str]:
     """``kubectl rollout restart`` of every consumer, then ``kubectl rollout status``."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
@@ -62,7 +62,7 @@ def restart_pods(secret: str, environment: str, inventory: str) -> list[str]:
     return evidence
 
 
-@runbook_step("4. Verify")
+@runbook_step("Verify")
 def verify_logs(secret: str, environment: str, inventory: str, since: datetime) -> list[str]:
     """Every pod started after the restart logged the consumer's ready line (``API
     initialized``), and as many pods as the Deployment wants are ready."""

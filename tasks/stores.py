@@ -8,7 +8,7 @@ from secretops.models import Stage
 from tasks.common import runbook_step, wiring_for
 
 
-@runbook_step("2. Update secret")
+@runbook_step("Update secret")
 def update_secret(secret: str, environment: str, inventory: str) -> list[str]:
     """Make the pending version current in every store of the environment (the runbook's
     ``kubectl edit secret``); the old one becomes the previous version."""

@@ -1,0 +1,99 @@
+"""Runbook: Secret Rotation / Rotate Database Password.
+
+    1. Create new password        create_new_password (policy from the inventory)
+    2. Update in database         update_in_database (SCRAM verifier computed here)
+    3. Update secret              update_secret (+ sync_external_secret in production)
+    4. Restart app                restart_pods (rollout restart + rollout status)
+    then, beyond the runbook:     verify_logs, verify_new_login, invalidate_old_password
+
+With the *alternating* strategy (the production default) the new password goes to the idle
+login role and the Secret switches user and password together: no request fails at any
+moment. With *single*, connections opened with the old password between steps 2 and 4 fail;
+the report counts on it. Any failure before the old password is invalidated restores the
+previous credentials everywhere and leaves the application healthy.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.concurrency.sync import concurrency
+
+from flows.common import inventory_path, publish, secret_lock
+from secretops.errors import SecretopsError
+from secretops.models import DbStrategy, Environment
+from secretops.report import RunReport
+from tasks.common import inventory_at
+from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.database import (
+    create_new_password,
+    invalidate_old_password,
+    revert_in_database,
+    update_in_database,
+    verify_new_login,
+)
+from tasks.plan import plan_rotation
+from tasks.stores import restore_previous, update_secret
+
+STEPS = ["1. Create new password", "2. Update in database", "3. Update secret",
+         "4. Restart app", "Verify the logs and a fresh login", "Invalidate old password"]
+
+
+class RotationFailed(SecretopsError):
+    """The rotation failed and was rolled back."""
+
+
+@flow(name="rotate-db-password", flow_run_name="rotate-db-password-{environment}",
+      log_prints=False)
+def rotate_db_password(
+    environment: Environment,
+    strategy: DbStrategy | None = None,
+    terminate_old_sessions: bool = False,
+    reason: str = "scheduled rotation",
+    dry_run: bool = False,
+    secret: str = "db-password",
+    inventory: str | None = None,
+) -> str:
+    """Rotate the PostgreSQL password in one environment; see the module doc."""
+    path = inventory_path(inventory)
+    env = Environment(environment).value
+    chosen = DbStrategy(strategy) if strategy else inventory_at(path).strategy_for(secret, env)
+    report = RunReport(f"Rotate database password in {env}",
+                       {"secret": secret, "environment": env, "strategy": chosen.value,
+                        "reason": reason})
+    if dry_run:
+        report.add(plan_rotation(secret, env, path, STEPS))
+        report.outcome = "dry run: nothing changed"
+        publish(report, f"rotate-{secret}-{env}-plan")
+        return report.markdown()
+    with concurrency(secret_lock(secret), occupy=1, strict=True):
+        report.add(create_new_password(secret, env, path, chosen.value))
+        try:
+            report.add(update_in_database(secret, env, path))
+            report.add(update_secret(secret, env, path))
+            report.add(sync_external_secret(secret, env, path))
+            restart = report.add(restart_pods(secret, env, path))
+            report.add(verify_logs(secret, env, path, since=restart.started_at))
+            report.add(verify_new_login(secret, env, path))
+        except Exception as exc:
+            report.failed("verification", exc)
+            roll_back(secret, env, path, report)
+            report.outcome = "failed and rolled back: the previous credentials are current again"
+            publish(report, f"rotate-{secret}-{env}")
+            raise RotationFailed(
+                f"rotating {secret} in {env} failed ({exc}); the previous credentials were "
+                "restored and the application is healthy. See the run's report, fix the cause "
+                "and rerun."
+            ) from None
+        report.add(invalidate_old_password(secret, env, path, terminate_old_sessions))
+    report.outcome = "rotated: the new credentials are current and verified, the old refused"
+    publish(report, f"rotate-{secret}-{env}")
+    return report.markdown()
+
+
+def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
+    """Previous credentials back in the stores and the database, restart, check health."""
+    report.add(restore_previous(secret, environment, inventory))
+    report.add(revert_in_database(secret, environment, inventory))
+    report.add(sync_external_secret(secret, environment, inventory))
+    restart = report.add(restart_pods(secret, environment, inventory))
+    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))

@@ -1,0 +1,272 @@
+"""IntelliPrompt's outside world, built and served by the sandbox supervisor.
+
+Order matters: PostgreSQL and moto first (they take the longest), then every HTTP emulator
+on its own socket, then the seed (roles, provider keys, AWS secrets, the cluster's objects),
+then the cluster's controllers (the backend pods check their credentials at start), and last
+the files that point at it all: credentials, kubeconfig, the development ``.env``,
+``inventory.yaml`` and, as the signal that the sandbox is ready, ``sandbox.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from sandbox import aws as aws_sandbox
+from sandbox.anthropic_api import AnthropicState, anthropic_app, console_app
+from sandbox.faults import FaultMiddleware, Faults, control_app
+from sandbox.inventory import NAMESPACES, ROLES, sandbox_inventory
+from sandbox.kube import AwsConfig, Identity, KubeSandbox, kubeconfig, make_server_cert, manifests
+from sandbox.openai_api import OpenAIState, openai_app
+from sandbox.postgres import PostgresInfo, PostgresSandbox
+from secretops.adapters.files import atomic_write
+
+ADMIN_TOKEN_FILE = "credentials/kubernetes-token"
+PROGRESS_DEADLINE_SECONDS = 8
+PLANTED_READER = Identity("dev-laptop@intelliprompt.dev", ("developers",))
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class World:
+    def __init__(self, directory: Path, fault_specs: list[str]) -> None:
+        self.dir = directory
+        self.faults = Faults()
+        for spec in fault_specs:
+            self.faults.apply_spec(spec)
+        self.postgres = PostgresSandbox(directory / "postgres")
+        self.aws = aws_sandbox.AwsSandbox()
+        self.openai = OpenAIState()
+        self.anthropic = AnthropicState()
+        self.tokens = {"sandbox": _token(), "emergency-admin": _token(), "developer": _token()}
+        self.kube: KubeSandbox | None = None
+        self.servers: list[uvicorn.Server] = []
+        self.urls: dict[str, str] = {}
+        self.pg: PostgresInfo | None = None
+
+    async def _serve(self, name: str, app: ASGIApp, **tls: str) -> str:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                lifespan="off", access_log=False, **tls)
+        server = uvicorn.Server(config)
+        asyncio.get_running_loop().create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        self.servers.append(server)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.urls[name] = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        return self.urls[name]
+
+    async def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "credentials").mkdir(mode=0o700, exist_ok=True)
+        self.pg, _ = await asyncio.gather(asyncio.to_thread(self.postgres.start),
+                                          asyncio.to_thread(self.aws.start))
+        cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
+        await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,
+                                                    "openai"))
+        await self._serve("anthropic", FaultMiddleware(anthropic_app(self.anthropic),
+                                                       self.faults, "anthropic"))
+        await self._serve("console", console_app(self.anthropic))
+        await self._serve("aws", FaultMiddleware(self.aws.app, self.faults, "aws"))
+        self.kube = kube = self._cluster()
+        await self._serve("kubernetes", kube.app, ssl_certfile=str(cert.cert_file),
+                          ssl_keyfile=str(cert.key_file))
+        for env, namespace in NAMESPACES.items():
+            await self._serve(f"service-{env}", kube.service_app(namespace))
+        await self._serve("control", _control(self.faults))
+        values = await asyncio.to_thread(self._seed)
+        self._seed_cluster(kube, values)
+        await kube.start()
+        self._write_files(values, cert.ca_pem)
+        await self._plant_cluster_read(cert.ca_file)
+        await asyncio.to_thread(self._wait_for_rollouts)
+        self._write_info()
+
+    def _seed(self) -> dict[str, dict[str, str]]:
+        """Database roles, provider keys (one per environment) and AWS's production secrets."""
+        assert self.pg is not None
+        values: dict[str, dict[str, str]] = {}
+        roles = {}
+        for env, role in ROLES.items():
+            password = secrets.token_urlsafe(30)
+            roles[role] = (role, password)
+            _, openai_key = self.openai.mint_service_account_key(
+                "proj_intelliprompt", f"intelliprompt-{env}-backend")
+            _, anthropic_key = self.anthropic.mint_key(f"intelliprompt-{env}-backend")
+            values[env] = {"openai": openai_key, "anthropic": anthropic_key,
+                           "db_user": role, "db_password": password}
+        self.postgres.seed(roles)
+        production = values["production"]
+        aws_sandbox.seed(self.urls["aws"], aws_sandbox.SeedValues(
+            production["openai"], production["anthropic"], production["db_user"],
+            production["db_password"]))
+        values["admin"] = {"openai": self.openai.create_admin_key(),
+                           "anthropic": self.anthropic.create_admin_key()}
+        return values
+
+    def _cluster(self) -> KubeSandbox:
+        """The API server and its controllers; External Secrets Operator reads AWS through
+        the recording proxy with its own identity, as in production."""
+        return KubeSandbox(
+            audit_log=self.dir / "kube-audit.log",
+            tokens={
+                self.tokens["sandbox"]: Identity("secretops", ("devops", "system:masters")),
+                self.tokens["emergency-admin"]: Identity("emergency-admin", ("system:masters",)),
+                self.tokens["developer"]: PLANTED_READER,
+            },
+            aws=AwsConfig(endpoint_url=self.urls["aws"], region=aws_sandbox.REGION,
+                          access_key_id=aws_sandbox.ESO_ACCESS_KEY_ID,
+                          secret_access_key=aws_sandbox.SECRET_ACCESS_KEY),
+            progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS, faults=self.faults,
+        )
+
+    def _seed_cluster(self, kube: KubeSandbox, values: dict[str, dict[str, str]]) -> None:
+        assert self.pg is not None
+        for obj in manifests.intelliprompt(refresh_interval="5m"):
+            kube.apply(obj)
+        for env, namespace in NAMESPACES.items():
+            env_values = values[env]
+            kube.apply(manifests.api_keys(namespace, env_values["openai"],
+                                          env_values["anthropic"]))
+            kube.apply(manifests.db_credentials(namespace, env_values["db_user"],
+                                                env_values["db_password"]))
+            kube.apply(manifests.backend_deployment(
+                namespace, db_host=self.pg.host, db_port=self.pg.port, db_name=ROLES[env],
+                openai_base_url=self.urls["openai"], anthropic_base_url=self.urls["anthropic"],
+                progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
+            ))
+
+    def _write_files(self, values: dict[str, dict[str, str]], ca_pem: bytes) -> None:
+        assert self.pg is not None
+        credentials = {
+            "openai-admin-key": values["admin"]["openai"],
+            "anthropic-admin-key": values["admin"]["anthropic"],
+            "postgres-admin-password": self.pg.admin_password,
+            "aws-access-key-id": aws_sandbox.ADMIN_ACCESS_KEY_ID,
+            "aws-secret-access-key": aws_sandbox.SECRET_ACCESS_KEY,
+        }
+        for name, value in credentials.items():
+            atomic_write(self.dir / "credentials" / name, value)
+        atomic_write(self.dir / "kubeconfig", kubeconfig(
+            self.urls["kubernetes"], ca_pem, dict(self.tokens), namespace=NAMESPACES["production"],
+            current="sandbox"))
+        dev = values["development"]
+        example = _dotenv(self.pg, {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "",
+                                    "DB_PASSWORD": ""}, placeholder=True)
+        atomic_write(self.dir / "dev" / ".env.example", example)
+        atomic_write(self.dir / "dev" / ".env", _dotenv(self.pg, {
+            "OPENAI_API_KEY": dev["openai"], "ANTHROPIC_API_KEY": dev["anthropic"],
+            "DB_PASSWORD": dev["db_password"]}))
+        atomic_write(self.dir / "dev" / "secrets" / "db_password.txt", dev["db_password"])
+        inventory = sandbox_inventory({
+            "openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
+            "console": self.urls["console"], "aws": self.urls["aws"],
+            "region": aws_sandbox.REGION, "pg_host": self.pg.host, "pg_port": self.pg.port,
+            "pg_admin": self.pg.admin_user,
+        })
+        atomic_write(self.dir / "inventory.yaml",
+                     "# IntelliPrompt's inventory, pointed at the sandbox in this folder.\n"
+                     + yaml.safe_dump(inventory, sort_keys=False))
+
+    async def _plant_cluster_read(self, ca_file: Path) -> None:
+        """A developer reads production's api-keys: the policy-breaking RoleBinding allows it,
+        and the audit log records it for the leak audit to find."""
+        url = (f"{self.urls['kubernetes']}/api/v1/namespaces/{NAMESPACES['production']}"
+               "/secrets/api-keys")
+        headers = {"authorization": f"Bearer {self.tokens['developer']}",
+                   "user-agent": "kubectl/v1.32.4 (darwin/arm64) kubernetes/59526cd"}
+        async with httpx.AsyncClient(verify=str(ca_file)) as client:
+            (await client.get(url, headers=headers)).raise_for_status()
+
+    def _wait_for_rollouts(self, timeout: float = 30.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._rolled_out(ns) for ns in NAMESPACES.values()):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the backend Deployments did not become available")
+
+    def _rolled_out(self, namespace: str) -> bool:
+        assert self.kube is not None
+        deployment = self.kube.store.get("deployments.apps", namespace, "backend") or {}
+        status = deployment.get("status", {})
+        wanted = deployment.get("spec", {}).get("replicas", 0)
+        return bool(wanted) and status.get("availableReplicas") == wanted == status.get(
+            "updatedReplicas")
+
+    def _write_info(self) -> None:
+        assert self.pg is not None
+        info: dict[str, Any] = {
+            "dir": str(self.dir),
+            "kubeconfig": str(self.dir / "kubeconfig"),
+            "kubernetes": {"server": self.urls["kubernetes"],
+                           "audit_log": str(self.dir / "kube-audit.log"),
+                           "contexts": ["sandbox", "emergency-admin", "developer"]},
+            "aws": {"endpoint_url": self.urls["aws"], "region": aws_sandbox.REGION},
+            "postgres": {"host": self.pg.host, "port": self.pg.port,
+                         "database": ROLES["production"], "admin_user": self.pg.admin_user,
+                         "log": str(self.pg.log_path)},
+            "providers": {"openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
+                          "console": self.urls["console"]},
+            "services": {env: self.urls[f"service-{env}"] for env in NAMESPACES},
+            "control": self.urls["control"],
+            "inventory": str(self.dir / "inventory.yaml"),
+            "dev": str(self.dir / "dev"),
+            "pids": {"supervisor": os.getpid(), "postgres": self.pg.pid},
+        }
+        partial = self.dir / "sandbox.json.partial"
+        partial.write_text(json.dumps(info, indent=2))
+        partial.replace(self.dir / "sandbox.json")
+
+    async def stop(self) -> None:
+        if self.kube is not None:
+            await self.kube.stop()
+        for server in self.servers:
+            server.should_exit = True
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(self.aws.stop)
+        await asyncio.to_thread(self.postgres.stop)
+
+
+def _dotenv(pg: PostgresInfo, values: dict[str, str], placeholder: bool = False) -> str:
+    password = "${DB_PASSWORD}" if placeholder else values["DB_PASSWORD"]
+    user, database = ROLES["development"], ROLES["development"]
+    return "\n".join([
+        "# IntelliPrompt, development. Never commit this file.",
+        f"OPENAI_API_KEY={values['OPENAI_API_KEY']}",
+        f"ANTHROPIC_API_KEY={values['ANTHROPIC_API_KEY']}",
+        "",
+        "# PostgreSQL (docker-compose.dev.yml also mounts secrets/db_password.txt)",
+        f"DB_HOST={pg.host}",
+        f"DB_PORT={pg.port}",
+        f"DB_NAME={database}",
+        f"DB_USER={user}",
+        f"DB_PASSWORD={values['DB_PASSWORD']}",
+        f"DATABASE_URL=postgresql://{user}:{password}@{pg.host}:{pg.port}/{database}",
+        "LOG_LEVEL=debug",
+        "",
+    ])
+
+
+def _control(faults: Faults) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/healthz", healthz), Mount("/", control_app(faults))])

@@ -1,0 +1,237 @@
+"""AWS Secrets Manager as a :class:`~secretops.ports.SecretStore`, staged the AWS way.
+
+A rotation keeps every version in Secrets Manager and moves labels: the new value is put with
+``AWSPENDING``; promotion moves ``AWSCURRENT`` onto it (Secrets Manager moves ``AWSPREVIOUS``
+onto the old current by itself) and then drops ``AWSPENDING``. Values are always read by
+stage, never by "latest". A secret may hold a plain string or a JSON object; with
+``json_key`` only that key (and ``username_json_key``) is ours and the other keys are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from secretops.errors import NotRetryable, PendingConflict, Retryable
+from secretops.models import Credential, SecretValue, Stage, StoredVersion
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+_TOKEN_NAMESPACE = uuid.UUID("5d0c5c57-8f3e-4c5e-9a55-7365637265f1")
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """Where AWS is and how to log in (the keys are masked)."""
+
+    region: str
+    access_key_id: SecretValue | None = None
+    secret_access_key: SecretValue | None = None
+    endpoint_url: str | None = None
+    cloudtrail_endpoint_url: str | None = None
+    timeout_seconds: float = 10.0
+
+    def client(self, service: str, endpoint_url: str | None = None) -> Any:
+        """A boto3 client for ``service`` with explicit credentials, region and timeouts."""
+        key_id = self.access_key_id.reveal() if self.access_key_id else None
+        key = self.secret_access_key.reveal() if self.secret_access_key else None
+        session = boto3.session.Session(
+            region_name=self.region, aws_access_key_id=key_id, aws_secret_access_key=key
+        )
+        config = Config(
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        name: Any = service
+        return session.client(
+            name, endpoint_url=endpoint_url or self.endpoint_url, config=config
+        )
+
+    def secretsmanager(self) -> SecretsManagerClient:
+        client: SecretsManagerClient = self.client("secretsmanager")
+        return client
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def aws_error(call: str, secret_id: str, exc: ClientError) -> Exception:
+    """Our error for a failed AWS call: names the call, the secret and the AWS error code."""
+    from secretops.adapters.retry import is_transient
+
+    message = f"AWS {call} on {secret_id} failed: {_error_code(exc) or 'unknown error'}"
+    return Retryable(message) if is_transient(exc) else NotRetryable(message)
+
+
+class AwsSecretStore:
+    """One secret in AWS Secrets Manager (optionally one key of its JSON object)."""
+
+    def __init__(
+        self,
+        client: SecretsManagerClient,
+        secret_id: str,
+        json_key: str | None = None,
+        username_json_key: str | None = None,
+    ) -> None:
+        self._client = client
+        self._secret_id = secret_id
+        self._json_key = json_key
+        self._username_key = username_json_key
+
+    @property
+    def name(self) -> str:
+        suffix = f"#{self._json_key}" if self._json_key else ""
+        return f"aws:{self._secret_id}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"AwsSecretStore({self.name!r})"
+
+    def _raw(self, stage: Stage) -> dict[str, Any] | None:
+        try:
+            response = self._client.get_secret_value(
+                SecretId=self._secret_id, VersionStage=stage.value
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise aws_error("GetSecretValue", self._secret_id, exc) from None
+        return dict(response)
+
+    def _parse(self, text: str) -> Credential:
+        if self._json_key is None:
+            return Credential(SecretValue(text))
+        try:
+            document = json.loads(text)
+            secret = document[self._json_key]
+        except (ValueError, KeyError, TypeError):
+            message = f"{self.name}: the secret has no JSON key {self._json_key}"
+            raise NotRetryable(message) from None
+        username = document.get(self._username_key) if self._username_key else None
+        return Credential(SecretValue(str(secret)), str(username) if username else None)
+
+    def _version(self, raw: dict[str, Any], stage: Stage) -> StoredVersion:
+        credential = self._parse(str(raw["SecretString"]))
+        return StoredVersion(
+            store=self.name,
+            version_id=str(raw["VersionId"]),
+            stage=stage,
+            fingerprint=credential.secret.fingerprint(),
+            username=credential.username,
+            created_at=raw.get("CreatedDate"),
+        )
+
+    def read(self, stage: Stage = Stage.current) -> Credential | None:
+        raw = self._raw(stage)
+        return None if raw is None else self._parse(str(raw["SecretString"]))
+
+    def version(self, stage: Stage = Stage.current) -> StoredVersion | None:
+        raw = self._raw(stage)
+        return None if raw is None else self._version(raw, stage)
+
+    def _stages(self) -> dict[str, list[str]]:
+        try:
+            described = self._client.describe_secret(SecretId=self._secret_id)
+        except ClientError as exc:
+            raise aws_error("DescribeSecret", self._secret_id, exc) from None
+        return {k: list(v) for k, v in described.get("VersionIdsToStages", {}).items()}
+
+    def _holder(self, stage: Stage) -> str | None:
+        for version_id, stages in self._stages().items():
+            if stage.value in stages:
+                return version_id
+        return None
+
+    def _serialize(self, credential: Credential) -> str:
+        if self._json_key is None:
+            return credential.secret.reveal()
+        current = self._raw(Stage.current)
+        document: dict[str, Any] = {}
+        if current is not None:
+            try:
+                loaded = json.loads(str(current["SecretString"]))
+                document = loaded if isinstance(loaded, dict) else {}
+            except ValueError:
+                document = {}
+        document[self._json_key] = credential.secret.reveal()
+        if self._username_key and credential.username:
+            document[self._username_key] = credential.username
+        return json.dumps(document, sort_keys=True)
+
+    def _move(self, stage: Stage, to: str | None, remove_from: str | None) -> None:
+        arguments: dict[str, str] = {"SecretId": self._secret_id, "VersionStage": stage.value}
+        if to:
+            arguments["MoveToVersionId"] = to
+        if remove_from:
+            arguments["RemoveFromVersionId"] = remove_from
+        try:
+            self._client.update_secret_version_stage(**arguments)
+        except ClientError as exc:
+            raise aws_error("UpdateSecretVersionStage", self._secret_id, exc) from None
+
+    def stage_pending(self, credential: Credential) -> StoredVersion:
+        pending = self.read(Stage.pending)
+        if pending is not None:
+            if pending.secret == credential.secret and (
+                credential.username is None or pending.username == credential.username
+            ):
+                return self._required(Stage.pending)
+            raise PendingConflict(f"{self.name} already holds a different pending version")
+        text = self._serialize(credential)
+        digest = hashlib.sha256(f"{self._secret_id}\n{text}".encode()).hexdigest()
+        token = str(uuid.uuid5(_TOKEN_NAMESPACE, digest))
+        try:
+            self._client.put_secret_value(
+                SecretId=self._secret_id,
+                ClientRequestToken=token,
+                SecretString=text,
+                VersionStages=[Stage.pending.value],
+            )
+        except ClientError as exc:
+            raise aws_error("PutSecretValue", self._secret_id, exc) from None
+        if self._holder(Stage.pending) != token:
+            self._move(Stage.pending, token, None)
+        return self._required(Stage.pending)
+
+    def _required(self, stage: Stage) -> StoredVersion:
+        version = self.version(stage)
+        if version is None:
+            raise NotRetryable(f"{self.name} has no {stage.value} version")
+        return version
+
+    def promote_pending(self) -> StoredVersion:
+        stages = self._stages()
+        pending = next((v for v, s in stages.items() if Stage.pending.value in s), None)
+        current = next((v for v, s in stages.items() if Stage.current.value in s), None)
+        if pending is None:
+            return self._required(Stage.current)
+        if pending != current:
+            self._move(Stage.current, pending, current)
+        self._move(Stage.pending, None, pending)
+        return self._required(Stage.current)
+
+    def restore_previous(self, failed: Credential) -> StoredVersion:
+        current = self.read(Stage.current)
+        if current is None or current.secret != failed.secret:
+            return self._required(Stage.current)
+        stages = self._stages()
+        previous = next((v for v, s in stages.items() if Stage.previous.value in s), None)
+        current_id = next((v for v, s in stages.items() if Stage.current.value in s), None)
+        if previous is None:
+            raise NotRetryable(f"{self.name} has no previous version to restore")
+        self._move(Stage.current, previous, current_id)
+        return self._required(Stage.current)
+
+    def clear_pending(self) -> None:
+        pending = self._holder(Stage.pending)
+        if pending is not None:
+            self._move(Stage.pending, None, pending)

@@ -1,0 +1,384 @@
+"""The Kubernetes API, used the way ``kubectl`` uses it (implements ``Cluster``).
+
+Built from a kubeconfig path and context (never the global client configuration), so one
+process can talk to several clusters. Objects are read as plain JSON. Failures become
+:class:`KubeUnavailable` (409, 429, 5xx, connection errors: retry) or :class:`KubeRefused`
+(400, 401, 403, 404, 422: do not), whose messages name the call, the object and the HTTP
+status, never a response body (which can hold Secret data).
+
+Secrets are written with a JSON merge patch that carries ``metadata.resourceVersion``: a
+concurrent change answers 409 and the write is redone from a fresh read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch import watch as kube_watch
+
+from secretops.adapters import kube_access, kube_rollout
+from secretops.adapters.retry import is_transient_status
+from secretops.errors import NotRetryable, Retryable
+from secretops.models import AccessEvent, AccessGrant, PodLog, RolloutStatus, SecretValue
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "secretops"}
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+WRITE_ATTEMPTS = 6
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+class KubeUnavailable(Retryable):
+    """The API server is busy, conflicting or unreachable."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeRefused(NotRetryable):
+    """The API server refused the request."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reason(exc: ApiException) -> str:
+    """The ``reason`` of the API's Status answer (``Conflict``, ``NotFound``), if any."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        return str(exc.reason or "")
+    return str(body.get("reason") or exc.reason or "") if isinstance(body, dict) else ""
+
+
+def kube_error(call: str, target: str, exc: Exception) -> Exception:
+    """Our error for a failed API call."""
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        message = f"Kubernetes {call} {target} failed: HTTP {status} {_reason(exc)}".strip()
+        if is_transient_status(status):
+            return KubeUnavailable(message, status)
+        return KubeRefused(message, status)
+    return KubeUnavailable(f"Kubernetes {call} {target} failed: {type(exc).__name__}")
+
+
+def encode(value: str) -> str:
+    return base64.b64encode(value.encode()).decode("ascii")
+
+
+def decode(data: Mapping[str, Any] | None) -> dict[str, SecretValue]:
+    """A Secret's ``data`` as masked values (empty values are left out)."""
+    values: dict[str, SecretValue] = {}
+    for key, raw in (data or {}).items():
+        text = base64.b64decode(str(raw or "")).decode("utf-8")
+        if text:
+            values[key] = SecretValue(text)
+    return values
+
+
+def rfc3339_now() -> str:
+    """Now in RFC 3339, to the second, as kubectl stamps ``restartedAt``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_api_client(kubeconfig: str | None, context: str | None) -> Any:
+    """An ``ApiClient`` for this kubeconfig and context; in-cluster config when there is no
+    kubeconfig at all."""
+    try:
+        load: Any = config.new_client_from_config
+        return load(config_file=kubeconfig, context=context, persist_config=False)
+    except config.ConfigException:
+        if kubeconfig is not None:
+            raise NotRetryable(f"cannot load kubeconfig {kubeconfig}") from None
+        configuration = client.Configuration()
+        incluster: Any = config.load_incluster_config
+        incluster(client_configuration=configuration)
+        return client.ApiClient(configuration)
+
+
+class KubeCluster:
+    """One Kubernetes cluster (one kubeconfig context)."""
+
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        audit_log: str | None = None,
+        environments: Mapping[str, str] | None = None,
+    ) -> None:
+        self._api_client = build_api_client(kubeconfig, context)
+        self.core = client.CoreV1Api(self._api_client)
+        self.apps = client.AppsV1Api(self._api_client)
+        self.custom = client.CustomObjectsApi(self._api_client)
+        self.rbac = client.RbacAuthorizationV1Api(self._api_client)
+        self._audit_log = audit_log
+        self._environments = dict(environments or {})
+        self._eso_version: str | None = None
+        self._label = context or "default"
+
+    def __repr__(self) -> str:
+        return f"KubeCluster(context={self._label!r})"
+
+    def close(self) -> None:
+        self._api_client.close()
+
+    def call(
+        self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any:
+        """Run one API method and return the answer as JSON (dict)."""
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
+            return json.loads(response.data or b"{}")
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise kube_error(call, target, exc) from None
+
+    def watch(
+        self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Stream watch events (``{"type", "object"}`` dicts) until the server ends the watch.
+        An ``ERROR`` event becomes :class:`KubeUnavailable` with its code (410: expired)."""
+        timeout = float(kw.get("timeout_seconds") or 60)
+        try:
+            response = method(
+                *args,
+                watch=True,
+                _preload_content=False,
+                _request_timeout=(REQUEST_TIMEOUT[0], timeout + 5.0),
+                **kw,
+            )
+            try:
+                lines: Any = kube_watch.iter_resp_lines
+                for line in lines(response):
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        code = int((event.get("object") or {}).get("code") or 0)
+                        raise KubeUnavailable(f"Kubernetes {call} {target} ended: {code}", code)
+                    yield event
+            finally:
+                response.release_conn()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise kube_error(call, target, exc) from None
+
+    def get(
+        self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
+    ) -> dict[str, Any] | None:
+        """Like :meth:`call`, but None when the object does not exist."""
+        try:
+            found: dict[str, Any] = self.call(call, target, method, *args, **kw)
+        except KubeRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    # Secrets
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(
+            "get secret", f"{namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+        )
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
+        secret = self.get_secret(namespace, name)
+        return None if secret is None else decode(secret.get("data"))
+
+    def update_secret(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, SecretValue]], Mapping[str, SecretValue | None]],
+        *,
+        create_labels: Mapping[str, str] | None = None,
+    ) -> dict[str, SecretValue]:
+        """Apply ``change`` (current values -> keys to set, None to remove) to a Secret,
+        guarded by its resourceVersion; redone from a fresh read on 409. With
+        ``create_labels`` a missing Secret is created first. Returns the values written."""
+        target = f"{namespace}/{name}"
+        for attempt in range(WRITE_ATTEMPTS):
+            secret = self.get_secret(namespace, name)
+            if secret is None:
+                if create_labels is None:
+                    raise KubeRefused(f"Kubernetes secret {target} does not exist", 404)
+                self._create_secret(namespace, name, create_labels)
+                continue
+            current = decode(secret.get("data"))
+            updates = change(current)
+            if all(current.get(k) == v for k, v in updates.items()):
+                return current
+            patch = {
+                "metadata": {"resourceVersion": secret["metadata"]["resourceVersion"]},
+                "data": {k: None if v is None else encode(v.reveal()) for k, v in updates.items()},
+            }
+            try:
+                written = self.call(
+                    "patch secret",
+                    target,
+                    self.core.patch_namespaced_secret,
+                    name,
+                    namespace,
+                    patch,
+                    _content_type=MERGE_PATCH,
+                )
+            except KubeUnavailable as exc:
+                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            return decode(written.get("data"))
+        raise KubeUnavailable(f"Kubernetes patch secret {target} kept conflicting", 409)
+
+    def _create_secret(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        }
+        try:
+            self.call(
+                "create secret",
+                f"{namespace}/{name}",
+                self.core.create_namespaced_secret,
+                namespace,
+                body,
+            )
+        except KubeUnavailable as exc:
+            if exc.status != 409:  # 409 AlreadyExists: someone else made it, fine
+                raise
+
+    # Deployments
+
+    def restart_deployment(self, namespace: str, name: str) -> str:
+        """``kubectl rollout restart``: a strategic-merge patch of the pod template's
+        ``kubectl.kubernetes.io/restartedAt`` annotation; returns the stamp."""
+        stamp = rfc3339_now()
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self.call(
+                    "restart deployment",
+                    f"{namespace}/{name}",
+                    self.apps.patch_namespaced_deployment,
+                    name,
+                    namespace,
+                    patch,
+                    _content_type=STRATEGIC_PATCH,
+                )
+                return stamp
+            except KubeUnavailable as exc:
+                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+        return stamp
+
+    def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutStatus:
+        return kube_rollout.wait_for_rollout(self, namespace, name, timeout)
+
+    def pods_started_since(self, namespace: str, deployment: str, since: datetime) -> list[PodLog]:
+        return kube_rollout.pods_started_since(self, namespace, deployment, since)
+
+    # External Secrets Operator
+
+    def _external_secret(self, namespace: str, name: str) -> tuple[str, dict[str, Any]]:
+        target = f"{namespace}/{name}"
+        versions = [self._eso_version] if self._eso_version else ["v1", "v1beta1"]
+        for version in versions:
+            found = self.get(
+                "get externalsecret",
+                target,
+                self.custom.get_namespaced_custom_object,
+                "external-secrets.io",
+                version,
+                namespace,
+                "externalsecrets",
+                name,
+            )
+            if found is not None:
+                self._eso_version = version
+                return version, found
+        raise KubeRefused(f"Kubernetes externalsecret {target} not found", 404)
+
+    def force_sync_external_secret(self, namespace: str, name: str) -> str:
+        """Set the ``force-sync`` annotation to the unix time (moved forward if it already
+        holds that second); returns the ``refreshTime`` before."""
+        version, found = self._external_secret(namespace, name)
+        before = str((found.get("status") or {}).get("refreshTime") or "")
+        last = parse_time(before)
+        if last is not None and last >= datetime.now(UTC).replace(microsecond=0):
+            time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)  # refreshTime has 1 s steps
+        annotations = (found.get("metadata") or {}).get("annotations") or {}
+        stamp = int(time.time())
+        if str(stamp) == annotations.get("force-sync"):
+            stamp += 1
+        patch = {"metadata": {"annotations": {"force-sync": str(stamp)}}}
+        self.call(
+            "annotate externalsecret",
+            f"{namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            "external-secrets.io",
+            version,
+            namespace,
+            "externalsecrets",
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
+        return before
+
+    def wait_external_secret_synced(
+        self, namespace: str, name: str, after: str, timeout: float
+    ) -> str:
+        """Poll until the Ready condition is ``SecretSynced`` with a ``refreshTime`` newer than
+        ``after``; returns that refreshTime. Raises :class:`KubeUnavailable` on timeout."""
+        deadline = time.monotonic() + timeout
+        threshold = parse_time(after)
+        reason = "no status yet"
+        while True:
+            _, found = self._external_secret(namespace, name)
+            status = found.get("status") or {}
+            refreshed = parse_time(status.get("refreshTime"))
+            ready = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
+            )
+            if ready is not None:
+                reason = f"Ready={ready.get('status')} reason {ready.get('reason')}"
+                newer = refreshed is not None and (threshold is None or refreshed > threshold)
+                if (
+                    ready.get("status") == "True"
+                    and ready.get("reason") == "SecretSynced"
+                    and newer
+                ):
+                    return str(status.get("refreshTime"))
+            if time.monotonic() >= deadline:
+                raise KubeUnavailable(
+                    f"ExternalSecret {namespace}/{name} did not sync within {timeout:g}s ({reason})"
+                )
+            time.sleep(0.25)
+
+    # Access audit
+
+    def secret_readers(self, namespace: str) -> list[AccessGrant]:
+        environment = self._environments.get(namespace, namespace)
+        return kube_access.secret_readers(self, namespace, environment)
+
+    def secret_read_events(self, namespace: str, name: str, since: datetime) -> list[AccessEvent]:
+        if not self._audit_log:
+            raise NotRetryable("no Kubernetes audit log is configured in the inventory")
+        return kube_access.audit_reads(self._audit_log, namespace, name, since)

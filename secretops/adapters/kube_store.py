@@ -1,0 +1,146 @@
+"""One key of a Kubernetes Secret as a :class:`~secretops.ports.SecretStore`.
+
+The Secret itself holds CURRENT. PENDING and PREVIOUS live in companion Secrets beside it,
+``<name>-secretops-pending`` and ``<name>-secretops-previous`` (labelled
+``app.kubernetes.io/managed-by: secretops``), under the same keys, so that several stores
+of one Secret (``openai`` and ``anthropic`` of ``api-keys``) share the companions.
+
+Promotion writes PREVIOUS first (the value about to be replaced), then the target Secret in
+one patch (value and username together), then clears PENDING. A run that dies between any
+two writes and runs again finds PENDING already current, skips the writes that happened, and
+finishes; the old value is never lost because PREVIOUS is written before it is replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from secretops.adapters.kube import MANAGED_BY, KubeCluster
+from secretops.errors import NotRetryable, PendingConflict
+from secretops.models import Credential, SecretValue, Stage, StoredVersion
+
+COMPANION_SUFFIX = {Stage.pending: "-secretops-pending", Stage.previous: "-secretops-previous"}
+
+
+class KubernetesSecretStore:
+    """Key ``key`` (and optionally ``username_key``) of Secret ``namespace/name``."""
+
+    def __init__(
+        self,
+        cluster: KubeCluster,
+        namespace: str,
+        name: str,
+        key: str,
+        username_key: str | None = None,
+    ) -> None:
+        self._cluster = cluster
+        self._namespace = namespace
+        self._secret = name
+        self._key = key
+        self._username_key = username_key
+
+    @property
+    def name(self) -> str:
+        return f"k8s:{self._namespace}/{self._secret}#{self._key}"
+
+    def __repr__(self) -> str:
+        return f"KubernetesSecretStore({self.name!r})"
+
+    def secret_name(self, stage: Stage) -> str:
+        """The Secret that holds ``stage``: the target itself, or a companion."""
+        return self._secret + COMPANION_SUFFIX.get(stage, "")
+
+    def _credential(self, values: Mapping[str, SecretValue]) -> Credential | None:
+        secret = values.get(self._key)
+        if secret is None:
+            return None
+        username = values.get(self._username_key) if self._username_key else None
+        return Credential(secret, username.reveal() if username else None)
+
+    def _entries(self, credential: Credential | None) -> dict[str, SecretValue | None]:
+        """The keys to write for ``credential`` (None values remove a key)."""
+        entries: dict[str, SecretValue | None] = {
+            self._key: credential.secret if credential else None
+        }
+        if self._username_key:
+            username = credential.username if credential else None
+            if credential is None or username:
+                entries[self._username_key] = SecretValue(username) if username else None
+        return entries
+
+    def read(self, stage: Stage = Stage.current) -> Credential | None:
+        values = self._cluster.read_secret(self._namespace, self.secret_name(stage))
+        return None if values is None else self._credential(values)
+
+    def _version(self, stage: Stage, credential: Credential | None) -> StoredVersion | None:
+        if credential is None:
+            return None
+        fingerprint = credential.secret.fingerprint()
+        return StoredVersion(
+            store=self.name,
+            version_id=fingerprint,
+            stage=stage,
+            fingerprint=fingerprint,
+            username=credential.username,
+        )
+
+    def version(self, stage: Stage = Stage.current) -> StoredVersion | None:
+        return self._version(stage, self.read(stage))
+
+    def _required(self, stage: Stage, credential: Credential | None) -> StoredVersion:
+        version = self._version(stage, credential)
+        if version is None:
+            raise NotRetryable(f"{self.name} has no {stage.value} version")
+        return version
+
+    def _write(self, stage: Stage, credential: Credential | None) -> None:
+        """Set (or with None, remove) this store's keys in the Secret holding ``stage``."""
+        entries = self._entries(credential)
+        labels = None if stage is Stage.current else MANAGED_BY
+        missing = stage is not Stage.current and credential is None
+        if missing and self._cluster.get_secret(self._namespace, self.secret_name(stage)) is None:
+            return
+        self._cluster.update_secret(
+            self._namespace, self.secret_name(stage), lambda _: entries, create_labels=labels
+        )
+
+    @staticmethod
+    def _same(one: Credential, other: Credential) -> bool:
+        return one.secret == other.secret and (
+            other.username is None or one.username == other.username
+        )
+
+    def stage_pending(self, credential: Credential) -> StoredVersion:
+        pending = self.read(Stage.pending)
+        if pending is not None:
+            if self._same(pending, credential):
+                return self._required(Stage.pending, pending)
+            raise PendingConflict(f"{self.name} already holds a different pending version")
+        self._write(Stage.pending, credential)
+        return self._required(Stage.pending, self.read(Stage.pending))
+
+    def promote_pending(self) -> StoredVersion:
+        pending = self.read(Stage.pending)
+        current = self.read(Stage.current)
+        if pending is None:
+            return self._required(Stage.current, current)
+        if current is None or not self._same(current, pending):
+            if current is not None:
+                self._write(Stage.previous, current)
+            self._write(Stage.current, pending)
+        self._write(Stage.pending, None)
+        return self._required(Stage.current, self.read(Stage.current))
+
+    def restore_previous(self, failed: Credential) -> StoredVersion:
+        current = self.read(Stage.current)
+        if current is None or current.secret != failed.secret:
+            return self._required(Stage.current, current)
+        previous = self.read(Stage.previous)
+        if previous is None:
+            raise NotRetryable(f"{self.name} has no previous version to restore")
+        self._write(Stage.current, previous)
+        return self._required(Stage.current, self.read(Stage.current))
+
+    def clear_pending(self) -> None:
+        if self.read(Stage.pending) is not None:
+            self._write(Stage.pending, None)

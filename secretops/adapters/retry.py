@@ -1,0 +1,89 @@
+"""Which failures are worth a retry.
+
+:func:`is_transient` is the flows' Prefect ``retry_condition_fn`` test: a throttled, busy or
+unreachable system is retried with backoff; a refused credential, a missing object or a bad
+request is not, because repeating it cannot change the answer.
+"""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from secretops.errors import NotRetryable, PendingConflict, Retryable
+
+_TRANSIENT_AWS_CODES = frozenset(
+    {
+        "InternalServiceError",
+        "InternalServiceErrorException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+    }
+)
+
+
+def is_transient_status(status: int) -> bool:
+    """HTTP statuses that a later identical request may not get: 408, 409, 429 and 5xx."""
+    return status in (408, 409, 429) or 500 <= status <= 599
+
+
+def _aws_transient(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    if code.startswith("Throttl") or code in _TRANSIENT_AWS_CODES:
+        return True
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return isinstance(status, int) and status >= 500
+
+
+def _pg_refused(exc: psycopg.OperationalError) -> bool:
+    """A refused login (SQLSTATE class 28) or a missing database (3D) is not transient."""
+    state = exc.sqlstate or ""
+    if state.startswith(("28", "3D")):
+        return True
+    text = str(exc)
+    refusals = ("authentication failed", "not permitted to log in", "does not exist")
+    return any(refusal in text for refusal in refusals)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` is a transient failure that a retry with backoff may fix."""
+    if isinstance(exc, Retryable):
+        return True
+    if isinstance(exc, NotRetryable | PendingConflict):
+        return False
+    if isinstance(exc, ApiException):
+        return is_transient_status(int(exc.status or 0))
+    if isinstance(exc, ClientError):
+        return _aws_transient(exc)
+    if isinstance(exc, BotoConnectionError | ReadTimeoutError):
+        return True
+    if isinstance(exc, httpx.TimeoutException | httpx.TransportError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        return is_transient_status(exc.response.status_code)
+    if isinstance(exc, psycopg.OperationalError):
+        return not _pg_refused(exc)
+    return isinstance(exc, Urllib3Error | ConnectionError | TimeoutError)
+
+
+def retry_condition(task: object, task_run: object, state: object) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the failed state holds a transient error."""
+    result = getattr(state, "result", None)
+    if result is None:
+        return False
+    try:
+        exc = result(raise_on_failure=False)
+    except Exception as error:  # a state whose result cannot be loaded: judge the load error
+        return is_transient(error)
+    return isinstance(exc, BaseException) and is_transient(exc)

@@ -1,0 +1,208 @@
+"""Checks that relate one part of the inventory to another.
+
+Each field is already valid on its own (see :mod:`secretops.inventory.model`); here the
+inventory is checked as a whole: references resolve, every secret has stores in every
+environment, store types fit their environment, no direct patch of a Secret that External
+Secrets Operator owns, no two secrets share a store. :func:`problems` returns every problem as
+``(field path, message)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from secretops.inventory.model import (
+    FILE_STORE_TYPES,
+    AwsSecretStoreSpec,
+    DockerSecretStoreSpec,
+    DotenvStoreSpec,
+    KubernetesSecretStoreSpec,
+    SecretSpec,
+    StoreSpec,
+)
+from secretops.inventory.root import Inventory
+from secretops.models import DbStrategy, Environment, SecretKind
+
+Problem = tuple[str, str]
+_ALTERNATING_SUFFIX = len("_a")
+
+
+def problems(inv: Inventory) -> list[Problem]:
+    """Every cross-reference problem of ``inv``, in file order."""
+    found: list[Problem] = []
+    found.extend(_credential_references(inv))
+    found.extend(_environment_problems(inv))
+    found.extend(_secret_problems(inv))
+    return found
+
+
+def _credential_references(inv: Inventory) -> Iterator[Problem]:
+    refs: list[tuple[str, str | None]] = []
+    if inv.providers.openai:
+        refs.append(("providers.openai.admin_credential", inv.providers.openai.admin_credential))
+    if inv.providers.anthropic:
+        refs.append(
+            ("providers.anthropic.admin_credential", inv.providers.anthropic.admin_credential)
+        )
+    if inv.aws:
+        refs.append(("aws.access_key_id_credential", inv.aws.access_key_id_credential))
+        refs.append(("aws.secret_access_key_credential", inv.aws.secret_access_key_credential))
+    for env, spec in inv.environments.items():
+        if spec.postgres:
+            refs.append(
+                (
+                    f"environments.{env.value}.postgres.admin_credential",
+                    spec.postgres.admin_credential,
+                )
+            )
+    defined = ", ".join(inv.credentials) or "none"
+    for path, name in refs:
+        if name is not None and name not in inv.credentials:
+            yield path, f"credential {name!r} is not defined under credentials (defined: {defined})"
+
+
+def _environment_problems(inv: Inventory) -> Iterator[Problem]:
+    for env, spec in inv.environments.items():
+        path = f"environments.{env.value}"
+        if env is Environment.development:
+            if spec.namespace is not None or spec.external_secrets:
+                yield path, "development keeps its secrets in local files, not in a namespace"
+        elif spec.namespace is None:
+            yield path + ".namespace", f"{env.value} needs the Kubernetes namespace it runs in"
+        for field in ("dotenv", "dotenv_example", "secrets_dir"):
+            if env is not Environment.development and getattr(spec, field) is not None:
+                yield f"{path}.{field}", "local files are for development only"
+    for env in inv.access_policy:
+        if env not in inv.environments:
+            yield (
+                f"access_policy.{env.value}",
+                f"environment {env.value!r} is not under environments",
+            )
+
+
+def _secret_problems(inv: Inventory) -> Iterator[Problem]:
+    seen_ids: dict[str, int] = {}
+    seen_stores: dict[tuple[str, ...], int] = {}
+    for index, secret in enumerate(inv.secrets):
+        path = f"secrets[{index}]"
+        if secret.id in seen_ids:
+            yield (
+                path + ".id",
+                f"duplicate secret id {secret.id!r} (also secrets[{seen_ids[secret.id]}])",
+            )
+        seen_ids.setdefault(secret.id, index)
+        defined = ", ".join(inv.consumers) or "none"
+        for i, consumer in enumerate(secret.consumers):
+            if consumer not in inv.consumers:
+                yield (
+                    f"{path}.consumers[{i}]",
+                    f"consumer {consumer!r} is not defined under consumers (defined: {defined})",
+                )
+        yield from _kind_problems(inv, secret, path)
+        for env in inv.environment_names():
+            if not secret.stores.get(env):
+                yield (
+                    path + ".stores",
+                    f"no stores for environment {env.value!r} "
+                    "(every secret needs stores in every environment under environments)",
+                )
+        for env, stores in secret.stores.items():
+            if env not in inv.environments:
+                yield (
+                    f"{path}.stores.{env.value}",
+                    f"environment {env.value!r} is not under environments",
+                )
+                continue
+            for i, store in enumerate(stores):
+                store_path = f"{path}.stores.{env.value}[{i}]"
+                yield from _store_problems(inv, env, store, store_path)
+                where = _store_identity(inv, env, store)
+                if where in seen_stores and seen_stores[where] != index:
+                    other = seen_stores[where]
+                    yield (
+                        store_path,
+                        f"this store already holds secret {inv.secrets[other].id!r} "
+                        f"(secrets[{other}])",
+                    )
+                seen_stores.setdefault(where, index)
+
+
+def _kind_problems(inv: Inventory, secret: SecretSpec, path: str) -> Iterator[Problem]:
+    if secret.kind is not SecretKind.postgres_password:
+        for field in ("role", "strategy", "password_policy"):
+            if getattr(secret, field) is not None:
+                yield f"{path}.{field}", "only postgres_password secrets have this field"
+        provider = "openai" if secret.kind is SecretKind.openai_api_key else "anthropic"
+        if getattr(inv.providers, provider) is None:
+            yield path + ".kind", f"{secret.kind.value} needs providers.{provider}"
+        return
+    if secret.role is None:
+        yield path, "a postgres_password secret needs a role"
+        return
+    for env in secret.stores:
+        if env not in inv.environments:
+            continue
+        role = secret.role_in(env)
+        if role is None:
+            yield path + ".role", f"no role for environment {env.value!r}"
+            continue
+        if inv.environments[env].postgres is None:
+            yield f"environments.{env.value}", f"{secret.id!r} needs postgres settings here"
+        if secret.strategy_in(env) is DbStrategy.alternating and (
+            len(role) + _ALTERNATING_SUFFIX > 63
+        ):
+            yield path + ".role", f"role {role!r} is too long for the _a/_b login roles"
+
+
+def _store_problems(
+    inv: Inventory, env: Environment, store: StoreSpec, path: str
+) -> Iterator[Problem]:
+    spec = inv.environments[env]
+    if store.type in FILE_STORE_TYPES:
+        if env is not Environment.development:
+            yield (
+                path + ".type",
+                f"store type {store.type!r} does not fit environment {env.value!r} "
+                "(local files are for development only)",
+            )
+        elif isinstance(store, DotenvStoreSpec) and spec.dotenv is None:
+            yield path, "a dotenv store needs environments.development.dotenv"
+        elif isinstance(store, DockerSecretStoreSpec) and spec.secrets_dir is None:
+            yield path, "a docker_secret store needs environments.development.secrets_dir"
+        return
+    if env is Environment.development:
+        yield (
+            path + ".type",
+            f"store type {store.type!r} does not fit environment 'development' "
+            "(development keeps its secrets in local files: dotenv or docker_secret)",
+        )
+        return
+    if isinstance(store, KubernetesSecretStoreSpec):
+        owner = spec.external_secret_owning(store.name)
+        if owner is not None:
+            yield (
+                path + ".name",
+                f"Secret {store.name!r} is owned by ExternalSecret {owner!r} in {env.value}, "
+                "which rewrites it on every sync: use an aws_secretsmanager store with "
+                f"external_secret: {owner}",
+            )
+    elif isinstance(store, AwsSecretStoreSpec):
+        if inv.aws is None:
+            yield path, "an aws_secretsmanager store needs the aws section"
+        if store.external_secret is not None and store.external_secret not in spec.external_secrets:
+            yield (
+                path + ".external_secret",
+                f"ExternalSecret {store.external_secret!r} is not declared under "
+                f"environments.{env.value}.external_secrets",
+            )
+
+
+def _store_identity(inv: Inventory, env: Environment, store: StoreSpec) -> tuple[str, ...]:
+    """What makes two stores the same place, to find a place claimed by two secrets."""
+    if isinstance(store, DotenvStoreSpec):
+        return ("dotenv", env.value, store.key)
+    if isinstance(store, DockerSecretStoreSpec):
+        return ("docker_secret", env.value, store.path)
+    if isinstance(store, KubernetesSecretStoreSpec):
+        return ("kubernetes_secret", env.value, store.name, store.key)
+    return ("aws_secretsmanager", store.secret_id, store.json_key or "")

@@ -1,0 +1,321 @@
+"""The inventory as typed objects: one pydantic model per section of ``inventory.yaml``.
+
+Field validators check each value on its own (names, crons, paths); checks that relate one
+part of the inventory to another live in :mod:`secretops.inventory.checks`. Paths that are
+relative in the file are made absolute by the loader, against the inventory's folder.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    model_validator,
+)
+
+from secretops.inventory import names
+from secretops.models import DbStrategy, Environment, SecretKind
+from secretops.passwords import PasswordPolicy
+
+Namespace = Annotated[str, AfterValidator(partial(names.dns_label, what="namespace"))]
+DeploymentName = Annotated[str, AfterValidator(partial(names.dns_label, what="deployment"))]
+ExternalSecretName = Annotated[
+    str, AfterValidator(partial(names.dns_label, what="ExternalSecret name"))
+]
+SecretName = Annotated[str, AfterValidator(partial(names.dns_subdomain, what="Secret name"))]
+SecretKey = Annotated[str, AfterValidator(names.secret_key)]
+PgRole = Annotated[str, AfterValidator(names.pg_role)]
+EnvVar = Annotated[str, AfterValidator(names.env_var)]
+BlockName = Annotated[str, AfterValidator(names.block_name)]
+SecretId = Annotated[str, AfterValidator(partial(names.identifier, what="secret id"))]
+Cron = Annotated[str, AfterValidator(names.cron)]
+TimeZone = Annotated[str, AfterValidator(names.timezone)]
+SecretFileName = Annotated[str, AfterValidator(names.relative_file_name)]
+AwsSecretId = Annotated[str, Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+
+ENVIRONMENTS = tuple(Environment)
+
+
+def environment_key(value: Any) -> Environment:
+    """An :class:`Environment` from its name, with the list of names when it is unknown."""
+    try:
+        return Environment(value)
+    except ValueError:
+        expected = ", ".join(e.value for e in ENVIRONMENTS)
+        raise ValueError(f"unknown environment {value!r} (expected one of: {expected})") from None
+
+
+def _per_environment(parse: Any, value: Any) -> Any:
+    """Parse a setting that is one value for every environment or a mapping per environment."""
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            env = environment_key(key)
+            try:
+                result[env] = parse(item)
+            except ValueError as exc:
+                raise ValueError(f"{env.value}: {exc}") from None
+        return result
+    return parse(value)
+
+
+def _role(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a role name or a mapping of environment to role name")
+    return names.pg_role(value)
+
+
+def _strategy(value: Any) -> DbStrategy:
+    try:
+        return DbStrategy(value)
+    except ValueError:
+        expected = ", ".join(s.value for s in DbStrategy)
+        raise ValueError(f"unknown strategy {value!r} (expected one of: {expected})") from None
+
+
+RoleSetting = Annotated[
+    str | dict[Environment, str], PlainValidator(partial(_per_environment, _role))
+]
+StrategySetting = Annotated[
+    DbStrategy | dict[Environment, DbStrategy], PlainValidator(partial(_per_environment, _strategy))
+]
+
+
+class StrictModel(BaseModel):
+    """A section of the inventory: unknown fields are refused, naming the fields it knows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    expected = ", ".join(cls.model_fields)
+                    raise ValueError(f"unknown field {key!r} (expected one of: {expected})")
+        return data
+
+
+class CredentialRef(StrictModel):
+    """Where a credential that secretops itself uses is found: exactly one source."""
+
+    block: BlockName | None = None
+    env: EnvVar | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> CredentialRef:
+        given = [name for name in ("block", "env", "file") if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = " and ".join(given) if given else "none"
+            raise ValueError(f"needs exactly one of block, env, file (found {found})")
+        return self
+
+    @property
+    def source(self) -> str:
+        """Where the value is looked for, in words (never the value)."""
+        if self.block is not None:
+            return f"Prefect Secret block {self.block!r}"
+        if self.env is not None:
+            return f"environment variable {self.env}"
+        return f"file {self.file}"
+
+
+class OpenAIProvider(StrictModel):
+    base_url: HttpUrl = "https://api.openai.com"
+    admin_credential: str
+    project_id: str
+
+
+class AnthropicProvider(StrictModel):
+    base_url: HttpUrl = "https://api.anthropic.com"
+    admin_credential: str
+    workspace_id: str | None = None
+    console_url: HttpUrl | None = None
+    key_prefix: str = "sk-ant-"
+
+
+class Providers(StrictModel):
+    openai: OpenAIProvider | None = None
+    anthropic: AnthropicProvider | None = None
+
+
+class AwsSettings(StrictModel):
+    """AWS access. Without credential names boto3's default chain applies (instance role)."""
+
+    region: str = "us-east-1"
+    endpoint_url: HttpUrl | None = None
+    access_key_id_credential: str | None = None
+    secret_access_key_credential: str | None = None
+    cloudtrail_endpoint_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> AwsSettings:
+        if (self.access_key_id_credential is None) != (self.secret_access_key_credential is None):
+            raise ValueError(
+                "access_key_id_credential and secret_access_key_credential go together"
+            )
+        return self
+
+
+class KubernetesSettings(StrictModel):
+    """Cluster access: a kubeconfig (``None``: ``$KUBECONFIG``, ``~/.kube/config`` or in-cluster)
+    and its contexts, and the API server's audit log (JSON lines) when it is readable."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    emergency_context: str | None = None
+    audit_log: Path | None = None
+
+
+class PostgresSettings(StrictModel):
+    host: str
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str
+    admin_user: PgRole = "postgres"
+    admin_credential: str
+
+
+class ExternalSecretSpec(StrictModel):
+    """An ExternalSecret of External Secrets Operator and the Secret it owns."""
+
+    target: SecretName
+
+
+class EnvironmentSpec(StrictModel):
+    """Where an environment keeps its secrets: a namespace (staging, production) or local files
+    (development), the ExternalSecrets that own Secrets there, and its database server."""
+
+    namespace: Namespace | None = None
+    dotenv: Path | None = None
+    dotenv_example: Path | None = None
+    secrets_dir: Path | None = None
+    external_secrets: dict[ExternalSecretName, ExternalSecretSpec] = Field(default_factory=dict)
+    postgres: PostgresSettings | None = None
+
+    def external_secret_owning(self, secret_name: str) -> str | None:
+        """The ExternalSecret whose target is ``secret_name`` here, if any."""
+        for name, spec in self.external_secrets.items():
+            if spec.target == secret_name:
+                return name
+        return None
+
+
+class ConsumerSpec(StrictModel):
+    """A workload that reads secrets at start: restarted after a change, then verified."""
+
+    deployment: DeploymentName
+    verify_log: str = "API initialized"
+    rollout_timeout_seconds: float = Field(default=300, gt=0)
+
+
+class _FileStore(StrictModel):
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> Path:
+        """The absolute path of the file, set when the inventory is loaded."""
+        if self._file is None:
+            raise ValueError("the store's file is set when the inventory is loaded")
+        return self._file
+
+
+class DotenvStoreSpec(_FileStore):
+    """A key of the environment's ``.env`` file; ``url_keys`` embed the password in a URL."""
+
+    type: Literal["dotenv"]
+    key: EnvVar
+    url_keys: list[EnvVar] = Field(default_factory=list)
+    username_key: EnvVar | None = None
+
+
+class DockerSecretStoreSpec(_FileStore):
+    """A Docker secret file, named relative to the environment's ``secrets_dir``."""
+
+    type: Literal["docker_secret"]
+    path: SecretFileName
+
+
+class KubernetesSecretStoreSpec(StrictModel):
+    """A key of a Kubernetes Secret in the environment's namespace, patched directly."""
+
+    type: Literal["kubernetes_secret"]
+    name: SecretName
+    key: SecretKey
+    username_key: SecretKey | None = None
+
+
+class AwsSecretStoreSpec(StrictModel):
+    """An AWS Secrets Manager secret; ``external_secret`` syncs it into the cluster."""
+
+    type: Literal["aws_secretsmanager"]
+    secret_id: AwsSecretId
+    external_secret: ExternalSecretName | None = None
+    json_key: str | None = None
+    username_json_key: str | None = None
+
+    @model_validator(mode="after")
+    def _username_needs_json(self) -> AwsSecretStoreSpec:
+        if self.username_json_key is not None and self.json_key is None:
+            raise ValueError("username_json_key needs json_key (the secret is then JSON)")
+        return self
+
+
+StoreSpec = Annotated[
+    DotenvStoreSpec | DockerSecretStoreSpec | KubernetesSecretStoreSpec | AwsSecretStoreSpec,
+    Field(discriminator="type"),
+]
+STORE_TYPES = ("dotenv", "docker_secret", "kubernetes_secret", "aws_secretsmanager")
+FILE_STORE_TYPES = ("dotenv", "docker_secret")
+
+
+class Schedule(StrictModel):
+    cron: Cron
+    timezone: TimeZone = "UTC"
+
+
+class SecretSpec(StrictModel):
+    """One secret: what it is, where it lives per environment, who reads it, when it rotates.
+
+    ``role``, ``strategy`` and ``password_policy`` apply to ``postgres_password`` secrets only.
+    """
+
+    id: SecretId
+    kind: SecretKind
+    description: str = ""
+    schedule: Schedule | None = None
+    consumers: list[str] = Field(default_factory=list)
+    stores: dict[Environment, list[StoreSpec]]
+    role: RoleSetting | None = None
+    strategy: StrategySetting | None = None
+    password_policy: PasswordPolicy | None = None
+
+    def role_in(self, env: Environment) -> str | None:
+        """The owner role in ``env`` (``None`` when the inventory names none there)."""
+        if isinstance(self.role, dict):
+            return self.role.get(env)
+        return self.role
+
+    def strategy_in(self, env: Environment) -> DbStrategy:
+        """The rotation strategy in ``env``; when the inventory names none, production
+        alternates between two login roles (no downtime), the others use the single role."""
+        strategy = self.strategy.get(env) if isinstance(self.strategy, dict) else self.strategy
+        if strategy is None:
+            return DbStrategy.alternating if env is Environment.production else DbStrategy.single
+        return strategy
+
+
+class AccessPolicy(StrictModel):
+    """Who may read an environment's secrets (the runbook's "Who Has Access")."""
+
+    groups: list[str]

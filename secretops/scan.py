@@ -1,0 +1,250 @@
+"""``secretops scan``: look for secret values where Prefect keeps things, and say where.
+
+:func:`scan_prefect` searches for every given value, as is and in the forms it takes when
+encoded (JSON-escaped, base64, URL-quoted), in three places:
+
+- the Prefect API (:mod:`secretops.scan_api`): flow runs (parameters, state messages and data,
+  the state history, run inputs), task runs, logs, artifacts, events, variables, deployments,
+  block documents (all but the fields their schema marks secret), work pools and automations;
+- the server's SQLite database, when the server is local: every text and blob column of every
+  table, read row by row, which also finds what the API does not show;
+- extra files, such as the server's own log.
+
+A :class:`Finding` names where a value was found and which value by its fingerprint; never
+the value or any text around it. :func:`format_report` renders a report for the terminal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from secretops.models import SecretValue, Stage
+from secretops.ports import SecretStore
+
+_MIN_PATTERN = 8  # shorter encodings would match ordinary text
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One place where a secret value was found.
+
+    ``where`` names the place (``flow_run 3f2a.../parameters.token``, ``log 91b0... (flow run
+    3f2a...)/message``, ``sqlite table log column message row 12``), ``fingerprint`` the value
+    (:meth:`SecretValue.fingerprint`), ``form`` how it was written (``plain``, ``json``,
+    ``base64``, ``base64url``, ``url``, ``url-path`` (``/`` kept), ``url-form`` (``+`` for
+    spaces)).
+    """
+
+    where: str
+    fingerprint: str
+    form: str
+
+
+@dataclass
+class ScanReport:
+    """What a scan found, and how much it looked at (objects or rows per source)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    scanned: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def count(self, source: str, n: int = 1) -> None:
+        self.scanned[source] = self.scanned.get(source, 0) + n
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    fingerprint: str
+    form: str
+    text: str
+    raw: bytes
+
+
+def _encoded_forms(value: str) -> dict[str, str]:
+    data = value.encode()
+    forms = {
+        "plain": value,
+        "json": json.dumps(value)[1:-1],
+        "base64": base64.b64encode(data).decode().rstrip("="),
+        "base64url": base64.urlsafe_b64encode(data).decode().rstrip("="),
+        "url": quote(value, safe=""),
+        "url-path": quote(value),
+        "url-form": quote_plus(value, safe=""),
+    }
+    unique: dict[str, str] = {}
+    for form, text in forms.items():
+        if len(text) >= _MIN_PATTERN and text not in unique.values():
+            unique[form] = text
+    return unique
+
+
+class Matcher:
+    """Every form of every value, searched in text or bytes."""
+
+    def __init__(self, values: Iterable[SecretValue]) -> None:
+        patterns: dict[str, _Pattern] = {}
+        for value in values:
+            fingerprint = value.fingerprint()
+            for form, text in _encoded_forms(value.reveal()).items():
+                patterns.setdefault(text, _Pattern(fingerprint, form, text, text.encode()))
+        self._patterns = tuple(patterns.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+    @property
+    def longest(self) -> int:
+        return max((len(p.raw) for p in self._patterns), default=0)
+
+    def in_text(self, text: str) -> list[tuple[str, str]]:
+        """(fingerprint, form) of every pattern found in ``text``."""
+        return [(p.fingerprint, p.form) for p in self._patterns if p.text in text]
+
+    def in_bytes(self, data: bytes) -> list[tuple[str, str]]:
+        return [(p.fingerprint, p.form) for p in self._patterns if p.raw in data]
+
+
+def _key_label(key: str, matcher: Matcher) -> str:
+    """A dict key as a path component; a key holding a value is shown as ``[key]``."""
+    return "[key]" if matcher.in_text(key) else key
+
+
+def search_json(obj: Any, where: str, matcher: Matcher, report: ScanReport) -> None:
+    """Walk a JSON document; record a finding for each string (or key) holding a value,
+    named ``where`` plus the path to it (``parameters.token``, ``data[2]``)."""
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, str):
+            for fingerprint, form in matcher.in_text(node):
+                report.findings.append(Finding(f"{where}{path}", fingerprint, form))
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                label = _key_label(str(key), matcher)
+                child_path = f"{path}.{label}" if path else f"/{label}"
+                walk(str(key), child_path)
+                walk(child, child_path)
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, f"{path}[{index}]")
+
+    walk(obj, "")
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _text_tables(connection: sqlite3.Connection) -> Iterator[tuple[str, list[str]]]:
+    tables = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    for (table,) in tables:
+        columns = connection.execute(f"PRAGMA table_info({_quoted(table)})").fetchall()
+        numeric = ("INT", "REAL", "FLOA", "DOUB", "NUMERIC", "BOOL", "DATE", "TIME")
+        text_columns = [
+            str(column[1])
+            for column in columns
+            if not any(kind in str(column[2]).upper() for kind in numeric)
+        ]
+        if text_columns:
+            yield str(table), text_columns
+
+
+def search_sqlite(database_path: Path, matcher: Matcher, report: ScanReport) -> None:
+    """Read every text-like column of every table, one row at a time, and search each cell
+    as bytes (so JSON, blobs and text are all covered)."""
+    uri = f"{database_path.resolve().as_uri()}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        for table, columns in _text_tables(connection):
+            selected = ", ".join(f"CAST({_quoted(column)} AS BLOB)" for column in columns)
+            # identifiers read from the database's own catalogue, quoted
+            query = f"SELECT rowid, {selected} FROM {_quoted(table)}"  # noqa: S608
+            rows = connection.execute(query)
+            count = 0
+            for row in rows:
+                count += 1
+                for column, cell in zip(columns, row[1:], strict=True):
+                    if not cell:
+                        continue
+                    for fingerprint, form in matcher.in_bytes(cell):
+                        where = f"sqlite table {table} column {column} row {row[0]}"
+                        report.findings.append(Finding(where, fingerprint, form))
+            report.count("sqlite rows", count)
+            report.count("sqlite tables")
+    finally:
+        connection.close()
+
+
+def search_file(path: Path, matcher: Matcher, report: ScanReport) -> None:
+    """Search a (log) file line by line, as bytes."""
+    with path.open("rb") as stream:
+        lineno = 0
+        for lineno, line in enumerate(stream, start=1):
+            for fingerprint, form in matcher.in_bytes(line):
+                report.findings.append(Finding(f"file {path} line {lineno}", fingerprint, form))
+        report.count("file lines", lineno)
+
+
+def scan_prefect(
+    values: Iterable[SecretValue],
+    *,
+    api_url: str | None,
+    database_path: Path | None,
+    extra_files: Sequence[Path] = (),
+) -> ScanReport:
+    """Search Prefect for every value: through the API (at ``api_url``, or the configured
+    ``PREFECT_API_URL`` when None), in the SQLite file at ``database_path`` when given, and in
+    ``extra_files``. The report is clean (``ok``) when no form of any value was found."""
+    from secretops.scan_api import search_api
+
+    matcher = Matcher(values)
+    report = ScanReport()
+    if not matcher:
+        return report
+    search_api(api_url, matcher, report)
+    if database_path is not None:
+        search_sqlite(database_path, matcher, report)
+    for path in extra_files:
+        search_file(path, matcher, report)
+    report.findings = list(dict.fromkeys(report.findings))
+    return report
+
+
+def collect_store_values(stores: Iterable[SecretStore]) -> list[SecretValue]:
+    """Every value the stores hold, current, pending and previous, each once: what a scan
+    looks for."""
+    values: dict[SecretValue, None] = {}
+    for store in stores:
+        for stage in Stage:
+            credential = store.read(stage)
+            if credential is not None:
+                values.setdefault(credential.secret, None)
+    return list(values)
+
+
+def format_report(report: ScanReport) -> str:
+    """The report for a terminal: one line per finding, then what was searched."""
+    lines: list[str] = []
+    if report.ok:
+        lines.append("scan: clean, no secret value found")
+    else:
+        values = len({finding.fingerprint for finding in report.findings})
+        lines.append(
+            f"scan: {len(report.findings)} finding(s) of {values} secret value(s)"
+        )
+        for finding in report.findings:
+            lines.append(f"  value {finding.fingerprint} ({finding.form}) in {finding.where}")
+    searched = ", ".join(f"{source}: {n}" for source, n in sorted(report.scanned.items()))
+    lines.append(f"searched: {searched or 'nothing'}")
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""Where the real adapters are built: from the inventory and the credentials it names.
+
+Flows and tasks ask a :class:`Wiring` for ports (a cluster, the stores of a secret in an
+environment, a provider, a database, AWS access) and never build clients themselves; tests
+point the same wiring at the sandbox by loading the sandbox's inventory. Credentials are
+resolved when an adapter is first built (inside the flow run, never at deploy time) and
+clients are kept for the wiring's lifetime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from secretops.adapters.aws import AwsConfig, AwsSecretStore
+from secretops.adapters.aws_audit import AwsAudit
+from secretops.adapters.files import DockerSecretStore, DotenvStore
+from secretops.adapters.kube import KubeCluster
+from secretops.adapters.kube_store import KubernetesSecretStore
+from secretops.adapters.postgres import PostgresDatabase
+from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
+from secretops.errors import InventoryError
+from secretops.inventory import (
+    AwsSecretStoreSpec,
+    DockerSecretStoreSpec,
+    DotenvStoreSpec,
+    Inventory,
+    KubernetesSecretStoreSpec,
+    resolve_credential,
+)
+from secretops.models import Environment, SecretKind, SecretValue
+from secretops.ports import KeyProvider, SecretStore
+
+Resolver = Callable[[Inventory, str], SecretValue]
+
+_PROVIDER_KINDS = {
+    "openai": SecretKind.openai_api_key,
+    "anthropic": SecretKind.anthropic_api_key,
+}
+
+
+class Wiring:
+    """The adapters for one inventory."""
+
+    def __init__(self, inventory: Inventory, resolve: Resolver = resolve_credential) -> None:
+        self.inventory = inventory
+        self._resolve = resolve
+        self._clusters: dict[str | None, KubeCluster] = {}
+        self._providers: dict[SecretKind, KeyProvider] = {}
+        self._aws_clients: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Wiring({self.inventory.application!r})"
+
+    def credential(self, name: str) -> SecretValue:
+        return self._resolve(self.inventory, name)
+
+    def cluster(self, emergency: bool = False) -> KubeCluster:
+        """The cluster, through the inventory's context (or its break-glass context)."""
+        settings = self.inventory.kubernetes
+        context = settings.emergency_context if emergency else settings.context
+        if emergency and context is None:
+            raise InventoryError("the inventory names no kubernetes.emergency_context")
+        if context not in self._clusters:
+            environments = {
+                spec.namespace: env.value
+                for env, spec in self.inventory.environments.items()
+                if spec.namespace
+            }
+            self._clusters[context] = KubeCluster(
+                str(settings.kubeconfig) if settings.kubeconfig else None,
+                context,
+                audit_log=str(settings.audit_log) if settings.audit_log else None,
+                environments=environments,
+            )
+        return self._clusters[context]
+
+    def aws_config(self) -> AwsConfig:
+        settings = self.inventory.aws
+        if settings is None:
+            raise InventoryError("the inventory has no aws section")
+        key_id = key = None
+        if settings.access_key_id_credential and settings.secret_access_key_credential:
+            key_id = self.credential(settings.access_key_id_credential)
+            key = self.credential(settings.secret_access_key_credential)
+        return AwsConfig(
+            region=settings.region,
+            access_key_id=key_id,
+            secret_access_key=key,
+            endpoint_url=settings.endpoint_url,
+            cloudtrail_endpoint_url=settings.cloudtrail_endpoint_url,
+        )
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client (``secretsmanager``, ``iam``, ``cloudtrail``), kept for reuse."""
+        if service not in self._aws_clients:
+            config = self.aws_config()
+            endpoint = config.cloudtrail_endpoint_url if service == "cloudtrail" else None
+            self._aws_clients[service] = config.client(service, endpoint)
+        return self._aws_clients[service]
+
+    def aws(self, environment: Environment | str = Environment.production) -> AwsAudit:
+        """IAM and CloudTrail, for the access audit of ``environment``."""
+        return AwsAudit(
+            self.aws_client("secretsmanager"),
+            self.aws_client("iam"),
+            self.aws_client("cloudtrail"),
+            Environment(environment).value,
+        )
+
+    def stores(self, secret_id: str, environment: Environment | str) -> list[SecretStore]:
+        """The stores of the secret in the environment, primary first."""
+        env = Environment(environment)
+        built: list[SecretStore] = []
+        for spec in self.inventory.stores(secret_id, env):
+            if isinstance(spec, DotenvStoreSpec):
+                built.append(DotenvStore(spec.file, spec.key, spec.url_keys, spec.username_key))
+            elif isinstance(spec, DockerSecretStoreSpec):
+                built.append(DockerSecretStore(spec.file))
+            elif isinstance(spec, KubernetesSecretStoreSpec):
+                namespace = self.inventory.namespace(env)
+                if namespace is None:
+                    raise InventoryError(f"environment {env.value!r} has no namespace")
+                built.append(
+                    KubernetesSecretStore(
+                        self.cluster(), namespace, spec.name, spec.key, spec.username_key
+                    )
+                )
+            elif isinstance(spec, AwsSecretStoreSpec):
+                built.append(
+                    AwsSecretStore(
+                        self.aws_client("secretsmanager"),
+                        spec.secret_id,
+                        spec.json_key,
+                        spec.username_json_key,
+                    )
+                )
+        return built
+
+    def provider(self, kind: SecretKind | str) -> KeyProvider:
+        """The provider of an API-key secret, given the secret's id (``openai``), its kind
+        (``openai_api_key``) or the provider's name (``anthropic``)."""
+        if isinstance(kind, str) and kind in self.inventory.secret_ids():
+            key_kind = self.inventory.secret(kind).kind
+        elif isinstance(kind, SecretKind):
+            key_kind = kind
+        elif kind in _PROVIDER_KINDS:
+            key_kind = _PROVIDER_KINDS[kind]
+        else:
+            try:
+                key_kind = SecretKind(kind)
+            except ValueError:
+                raise InventoryError(f"no provider for {kind!r}") from None
+        if key_kind not in self._providers:
+            providers = self.inventory.providers
+            built: KeyProvider
+            if key_kind is SecretKind.openai_api_key and providers.openai is not None:
+                openai = providers.openai
+                admin = self.credential(openai.admin_credential)
+                built = OpenAIProvider(openai.base_url, admin, openai.project_id)
+            elif key_kind is SecretKind.anthropic_api_key and providers.anthropic is not None:
+                anthropic = providers.anthropic
+                admin = self.credential(anthropic.admin_credential)
+                built = AnthropicProvider(anthropic.base_url, admin, anthropic.workspace_id)
+            else:
+                raise InventoryError(f"the inventory has no provider for {key_kind.value}")
+            self._providers[key_kind] = built
+        return self._providers[key_kind]
+
+    def database(self, environment: Environment | str) -> PostgresDatabase:
+        settings = self.inventory.postgres(environment)
+        return PostgresDatabase(
+            settings.host,
+            settings.port,
+            settings.database,
+            settings.admin_user,
+            self.credential(settings.admin_credential),
+        )

@@ -1,0 +1,58 @@
+"""AnthropicProvider against the sandbox's Anthropic emulator, served over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.anthropic_api import AnthropicState
+from secretops.adapters.providers import AnthropicProvider, ProviderRefused
+from secretops.models import SecretValue
+
+
+@pytest.fixture()
+def provider(anthropic_world: tuple[AnthropicState, str]) -> AnthropicProvider:
+    state, url = anthropic_world
+    return AnthropicProvider(url, SecretValue(state.create_admin_key()))
+
+
+def test_find_check_and_deactivate(
+    anthropic_world: tuple[AnthropicState, str], provider: AnthropicProvider
+) -> None:
+    state, _ = anthropic_world
+    key_id, value = state.mint_key("backend-staging")
+    assert not provider.can_create_keys
+    with pytest.raises(ProviderRefused):
+        provider.create_key("anything")
+
+    assert provider.check_key(SecretValue(value))
+    found = provider.find_key(SecretValue(value))
+    assert found is not None and found.id == key_id and found.status == "active"
+    assert found.created_at is not None
+
+    assert provider.revoke_key(key_id) is True
+    assert state.keys[key_id].status == "inactive"
+    assert provider.check_key(SecretValue(value)) is False
+    assert provider.revoke_key(key_id) is False
+    assert {k.id: k.status for k in provider.list_keys()}[key_id] == "inactive"
+
+
+def test_workspace_filter_and_paging(anthropic_world: tuple[AnthropicState, str]) -> None:
+    state, url = anthropic_world
+    minted = {state.mint_key(f"k{n}", workspace_id="wrkspc_paging")[0] for n in range(103)}
+    provider = AnthropicProvider(url, SecretValue(state.create_admin_key()), "wrkspc_paging")
+    assert {key.id for key in provider.list_keys()} == minted
+
+
+def test_refusals_name_call_status_and_type(
+    anthropic_world: tuple[AnthropicState, str], provider: AnthropicProvider
+) -> None:
+    _, url = anthropic_world
+    wrong = AnthropicProvider(url, SecretValue("sk-ant-admin01-not-a-real-key-0000000"))
+    with pytest.raises(ProviderRefused) as refused:
+        wrong.list_keys()
+    text = str(refused.value)
+    assert "Anthropic list keys failed: HTTP 401" in text
+    assert "authentication_error" in text
+    assert "not-a-real" not in text
+    with pytest.raises(ProviderRefused, match="HTTP 404"):
+        provider.revoke_key("apikey_01doesnotexist")

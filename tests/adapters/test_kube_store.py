@@ -1,0 +1,156 @@
+"""KubernetesSecretStore against the sandbox API server; the world is checked with kubectl."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from secretops.adapters.kube import KubeCluster
+from secretops.adapters.kube_store import KubernetesSecretStore
+from secretops.errors import PendingConflict
+from secretops.models import Credential, SecretValue, Stage
+from tests.adapters.kube_world import KubeWorld
+
+NS = "intelliprompt-staging"
+
+
+def _make_secret(kube: KubeWorld, values: dict[str, str]) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.sandbox.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": name, "namespace": NS},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+        }
+    )
+    return name
+
+
+def _data(kubectl_in: Callable[..., str], name: str) -> dict[str, str]:
+    secret = json.loads(kubectl_in("get", "secret", name, "-n", NS, "-o", "json"))
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def _labels(kubectl_in: Callable[..., str], name: str) -> dict[str, str]:
+    secret = json.loads(kubectl_in("get", "secret", name, "-n", NS, "-o", "json"))
+    return dict(secret["metadata"].get("labels") or {})
+
+
+def test_full_rotation_with_username(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    name = _make_secret(kube, {"username": "app_a", "password": "old-password-0001"})
+    store = KubernetesSecretStore(cluster, NS, name, "password", "username")
+    assert store.name == f"k8s:{NS}/{name}#password"
+    assert store.read() == Credential(SecretValue("old-password-0001"), "app_a")
+    assert store.read(Stage.pending) is None
+
+    new = Credential(SecretValue("new-password-0002"), "app_b")
+    staged = store.stage_pending(new)
+    assert store.stage_pending(new) == staged
+    with pytest.raises(PendingConflict):
+        store.stage_pending(Credential(SecretValue("other-password-03"), "app_b"))
+    assert _data(kubectl_in, f"{name}-secretops-pending") == {
+        "password": "new-password-0002",
+        "username": "app_b",
+    }
+    assert _labels(kubectl_in, f"{name}-secretops-pending") == {
+        "app.kubernetes.io/managed-by": "secretops"
+    }
+
+    promoted = store.promote_pending()
+    assert promoted.fingerprint == SecretValue("new-password-0002").fingerprint()
+    assert _data(kubectl_in, name) == {"password": "new-password-0002", "username": "app_b"}
+    assert _data(kubectl_in, f"{name}-secretops-previous") == {
+        "password": "old-password-0001",
+        "username": "app_a",
+    }
+    assert _data(kubectl_in, f"{name}-secretops-pending") == {}
+    assert store.promote_pending() == promoted
+
+    store.restore_previous(new)
+    assert _data(kubectl_in, name) == {"password": "old-password-0001", "username": "app_a"}
+    assert store.restore_previous(new).username == "app_a"
+
+
+def test_stores_of_one_secret_share_the_companions(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    name = _make_secret(kube, {"openai": "sk-openai-old-01", "anthropic": "sk-ant-old-0001"})
+    openai = KubernetesSecretStore(cluster, NS, name, "openai")
+    anthropic = KubernetesSecretStore(cluster, NS, name, "anthropic")
+    openai.stage_pending(Credential(SecretValue("sk-openai-new-02")))
+    anthropic.stage_pending(Credential(SecretValue("sk-ant-new-00002")))
+    openai.promote_pending()
+    assert _data(kubectl_in, name) == {"openai": "sk-openai-new-02", "anthropic": "sk-ant-old-0001"}
+    assert _data(kubectl_in, f"{name}-secretops-pending") == {"anthropic": "sk-ant-new-00002"}
+    anthropic.clear_pending()
+    anthropic.clear_pending()
+    assert anthropic.read(Stage.pending) is None
+    assert _data(kubectl_in, name)["anthropic"] == "sk-ant-old-0001"
+
+
+def test_promotion_resumes_after_a_crash(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    name = _make_secret(kube, {"openai": "sk-openai-old-01"})
+    store = KubernetesSecretStore(cluster, NS, name, "openai")
+    store.stage_pending(Credential(SecretValue("sk-openai-new-02")))
+    # the run died after writing PREVIOUS and the target, before clearing PENDING
+    previous = base64.b64encode(b"sk-openai-old-01").decode()
+    current = base64.b64encode(b"sk-openai-new-02").decode()
+    kube.sandbox.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-secretops-previous", "namespace": NS},
+            "data": {"openai": previous},
+        }
+    )
+    kubectl_in("patch", "secret", name, "-n", NS, "-p", json.dumps({"data": {"openai": current}}))
+
+    store.promote_pending()
+    assert _data(kubectl_in, name) == {"openai": "sk-openai-new-02"}
+    assert _data(kubectl_in, f"{name}-secretops-previous") == {"openai": "sk-openai-old-01"}
+    assert store.read(Stage.pending) is None
+
+
+def test_update_redone_after_a_concurrent_write(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    name = _make_secret(kube, {"a": "first-value-01", "b": "first-value-02"})
+    calls: list[int] = []
+
+    def change(current: dict[str, SecretValue]) -> dict[str, SecretValue | None]:
+        if not calls:  # someone else writes between our read and our patch
+            patch = {"data": {"b": base64.b64encode(b"their-value-02").decode()}}
+            kubectl_in("patch", "secret", name, "-n", NS, "-p", json.dumps(patch))
+        calls.append(1)
+        return {"a": SecretValue("our-value-0001")}
+
+    cluster.update_secret(NS, name, change)
+    assert len(calls) == 2
+    assert _data(kubectl_in, name) == {"a": "our-value-0001", "b": "their-value-02"}
+
+
+def test_parallel_stores_never_lose_a_write(kube: KubeWorld, cluster: KubeCluster) -> None:
+    name = _make_secret(kube, {"seed": "seed-value-0001"})
+    keys = [f"k{n}" for n in range(6)]
+    stores = [KubernetesSecretStore(cluster, NS, name, key) for key in keys]
+    threads = [
+        threading.Thread(target=s.stage_pending, args=(Credential(SecretValue(f"value-{k}-xx")),))
+        for s, k in zip(stores, keys, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pending = cluster.read_secret(NS, f"{name}-secretops-pending") or {}
+    assert {k: v.reveal() for k, v in pending.items()} == {k: f"value-{k}-xx" for k in keys}

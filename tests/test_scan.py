@@ -1,0 +1,215 @@
+"""``secretops scan`` against a real Prefect server: a flow that leaks values in every way the
+design warns about is caught at each place (API and SQLite), and a flow that handles a value
+the right way leaves nothing to find."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import LogCreate, WorkPoolCreate
+from prefect.context import get_run_context
+from prefect.input.actions import create_flow_run_input
+from prefect.variables import Variable
+from pydantic import SecretStr
+
+from secretops.models import SecretValue
+from secretops.scan import Finding, ScanReport, format_report, scan_prefect
+from tests.fixtures_prefect import PrefectServer, settle
+
+
+def new_value() -> SecretValue:
+    return SecretValue(secrets.token_urlsafe(24))
+
+
+def scan(server: PrefectServer, values: list[SecretValue], **kw: Any) -> ScanReport:
+    return scan_prefect(
+        values, api_url=server.api_url, database_path=server.database_path, **kw
+    )
+
+
+def places(report: ScanReport, value: SecretValue) -> list[Finding]:
+    return [f for f in report.findings if f.fingerprint == value.fingerprint()]
+
+
+def found(report: ScanReport, value: SecretValue, where: str, form: str = "plain") -> bool:
+    return any(
+        f.where.startswith(where) and f.form == form for f in places(report, value)
+    )
+
+
+_STORE: dict[str, SecretValue] = {}
+
+
+@flow(persist_result=False)
+def leaky(token: str) -> None:
+    """Leaks one value per place; every other value comes from the store by name."""
+    flow_run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    with get_client(sync_client=True) as client:
+        client.create_logs(
+            [
+                LogCreate(
+                    flow_run_id=flow_run_id,
+                    name="bypass",
+                    level=20,
+                    timestamp=datetime.now(UTC),
+                    message=f"raw {_STORE['log'].reveal()}",
+                )
+            ]
+        )
+    encoded = base64.b64encode(_STORE["base64"].reveal().encode()).decode()
+    get_run_logger().info("header Basic %s", encoded)
+    create_markdown_artifact(
+        markdown=f"# New key\n\n`{_STORE['artifact'].reveal()}`",
+        description=f"see {quote(_STORE['url'].reveal())}",
+    )
+    Variable.set(f"leak_{secrets.token_hex(4)}", _STORE["variable"].reveal())
+    create_flow_run_input(key="form", value={"anthropic_key": _STORE["input"].reveal()})
+    raise ValueError(f"key {_STORE['state'].reveal()} was refused")
+
+
+def test_scan_finds_every_leak_where_it_is(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    names = ("parameter", "log", "base64", "artifact", "url", "variable", "input", "state")
+    values = {name: new_value() for name in names}
+    # passwords with characters that URL quoting and JSON escaping change
+    values["url"] = SecretValue("p@ss/w+rd" + secrets.token_urlsafe(18))
+    values["input"] = SecretValue('say "' + secrets.token_urlsafe(18))
+    _STORE.update(values)
+    state: Any = leaky(values["parameter"].reveal(), return_state=True)
+    assert state.is_failed()
+    run = f"flow_run {state.state_details.flow_run_id}"
+    settle(state.state_details.flow_run_id)
+    leaked_file = tmp_path / "worker.log"
+    leaked_file.write_text(f"one\ntwo {values['log'].reveal()}\n")
+
+    report = scan(prefect_server, list(values.values()), extra_files=[leaked_file])
+
+    assert not report.ok
+    assert found(report, values["parameter"], f"{run}/parameters.token")
+    assert found(report, values["parameter"], "sqlite table flow_run column parameters")
+    assert any(
+        f.where.startswith("log ") and f.where.endswith(f"(flow run {run[9:]})/message")
+        for f in places(report, values["log"])
+    )
+    assert found(report, values["log"], "sqlite table log column message")
+    assert found(report, values["log"], f"file {leaked_file} line 2")
+    assert found(report, values["base64"], "log ", form="base64")
+    assert found(report, values["artifact"], "artifact ")
+    assert any(f.where.endswith("/data") for f in places(report, values["artifact"]))
+    assert found(report, values["artifact"], "sqlite table artifact column data")
+    assert found(report, values["url"], "artifact ", form="url-path")
+    assert any(f.where.endswith("/description") for f in places(report, values["url"]))
+    assert found(report, values["variable"], "variable ")
+    assert found(report, values["variable"], "sqlite table variable column value")
+    assert found(report, values["input"], f"run input of {run}/value", "json")
+    assert found(report, values["input"], "sqlite table flow_run_input column value", "json")
+    assert found(report, values["state"], f"{run}/state.message")
+    assert found(report, values["state"], f"{run} state ")
+    assert found(report, values["state"], "event ")
+    assert found(report, values["state"], "sqlite table flow_run_state column message")
+
+    text = format_report(report)
+    assert "finding(s)" in text
+    for value in values.values():
+        assert value.reveal() not in text
+        assert value.fingerprint() in text
+        assert all(value.reveal() not in f.where for f in report.findings)
+
+
+@task(persist_result=False, cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
+def use_key(ref: str, attempt: list[int]) -> SecretValue:
+    """Reads the value by reference, logs it (masked by the filter), fails once with the
+    value's masked repr in the exception, and returns it without persisting it."""
+    value = _STORE[ref]
+    get_run_logger().info("using key %s", value.reveal())
+    attempt.append(1)
+    if len(attempt) == 1:
+        raise ConnectionError(f"provider refused {value!r}")
+    return value
+
+
+@flow(log_prints=True, persist_result=False)
+def careful(ref: str) -> str:
+    key = use_key(ref, [])
+    print("rotated to", key.reveal())
+    return key.fingerprint()
+
+
+def test_a_flow_that_handles_a_value_correctly_leaves_nothing(
+    prefect_server: PrefectServer,
+) -> None:
+    value = new_value()
+    _STORE["careful"] = value
+    state: Any = careful("careful", return_state=True)
+    assert state.is_completed()
+    settle(state.state_details.flow_run_id)
+
+    report = scan(prefect_server, [value], extra_files=[prefect_server.log_path])
+
+    assert report.ok, format_report(report)
+    for source in ("flow runs", "task runs", "logs", "events", "sqlite rows", "file lines"):
+        assert report.scanned.get(source, 0) > 0 or source == "file lines", source
+    assert "clean" in format_report(report)
+
+
+class ProviderSettings(Block):
+    """A block with a secret field and fields that are not secret."""
+
+    admin_key: SecretStr
+    endpoint: str
+    headers: dict[str, str]
+
+
+def test_block_secret_fields_are_skipped_but_other_fields_are_searched(
+    prefect_server: PrefectServer,
+) -> None:
+    in_secret, in_field, in_header, in_pool = (new_value() for _ in range(4))
+    Secret(value=in_secret.reveal()).save(f"secret-{secrets.token_hex(4)}")
+    ProviderSettings(
+        admin_key=SecretStr(in_secret.reveal()),
+        endpoint=f"https://127.0.0.1/{in_field.reveal()}",
+        headers={"Authorization": f"Bearer {in_header.reveal()}"},
+    ).save(f"provider-{secrets.token_hex(4)}")
+    template = {
+        "job_configuration": {"env": "{{ env }}"},
+        "variables": {
+            "type": "object",
+            "properties": {"env": {"type": "object", "default": {"KEY": in_pool.reveal()}}},
+        },
+    }
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=f"pool-{secrets.token_hex(4)}", type="process", base_job_template=template
+            )
+        )
+
+    report = scan(prefect_server, [in_secret, in_field, in_header, in_pool])
+
+    # block data is encrypted in the database, so only the API shows it
+    assert places(report, in_secret) == []
+    assert any(f.where.endswith("/data.endpoint") for f in places(report, in_field))
+    assert any(
+        f.where.endswith("/data.headers.Authorization") for f in places(report, in_header)
+    )
+    assert any(
+        f.where.startswith("work_pool ") and "/base_job_template.variables" in f.where
+        for f in places(report, in_pool)
+    )
+    assert found(report, in_pool, "sqlite table work_pool column base_job_template")
+
+
+def test_no_values_is_a_clean_report_without_any_work() -> None:
+    report = scan_prefect([], api_url="http://127.0.0.1:9/api", database_path=None)
+    assert report.ok
+    assert report.scanned == {}
