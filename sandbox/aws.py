@@ -24,7 +24,7 @@ import logging
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -260,12 +260,12 @@ def proxy_app(aws: AwsSandbox) -> Starlette:
 
 @dataclass(frozen=True)
 class SeedValues:
-    """The values IntelliPrompt's production secrets start with."""
+    """The values IntelliPrompt's production secrets start with (kept out of ``repr``)."""
 
-    openai_key: str
-    anthropic_key: str
+    openai_key: str = field(repr=False)
+    anthropic_key: str = field(repr=False)
     db_username: str
-    db_password: str
+    db_password: str = field(repr=False)
 
 
 OIDC_ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/SANDBOXINTELLIPROMPT"

@@ -13,7 +13,6 @@ the client, and the admin password goes to ``initdb`` through a 0600 file delete
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import secrets
@@ -21,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,10 +95,17 @@ def _give(path: Path, mode: int) -> None:
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
-    """Wait until the postmaster has really exited (``pg_ctl -w`` returns when its pid file
-    is gone, a moment before the process is)."""
-    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-        psutil.Process(pid).wait(timeout)
+    """Wait until the postmaster has exited (``pg_ctl -w`` returns when its pid file is gone,
+    a moment before the process is). An exited process that its parent has not reaped yet
+    (a zombie) counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
 
 
 def free_port() -> int:

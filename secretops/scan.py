@@ -25,10 +25,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from secretops.errors import SecretopsError
 from secretops.models import SecretValue, Stage
 from secretops.ports import SecretStore
 
 _MIN_PATTERN = 8  # shorter encodings would match ordinary text
+
+
+class ScanError(SecretopsError):
+    """A place could not be searched: the scan has no verdict (never reported as clean)."""
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,10 @@ class Finding:
 
     ``where`` names the place (``flow_run 3f2a.../parameters.token``, ``log 91b0... (flow run
     3f2a...)/message``, ``sqlite table log column message row 12``), ``fingerprint`` the value
-    (:meth:`SecretValue.fingerprint`), ``form`` how it was written (``plain``, ``json``,
-    ``base64``, ``base64url``, ``url``, ``url-path`` (``/`` kept), ``url-form`` (``+`` for
-    spaces)).
+    (:meth:`SecretValue.fingerprint`), ``form`` how it was written: ``plain``, ``json``
+    (escaped in a JSON string), ``json-ascii`` (with ``\\uXXXX`` escapes), ``base64``,
+    ``base64url``, ``url`` (fully quoted), ``url-path`` (``/`` kept), ``url-form`` (``+``
+    for spaces).
     """
 
     where: str
@@ -74,7 +85,8 @@ def _encoded_forms(value: str) -> dict[str, str]:
     data = value.encode()
     forms = {
         "plain": value,
-        "json": json.dumps(value)[1:-1],
+        "json": json.dumps(value, ensure_ascii=False)[1:-1],
+        "json-ascii": json.dumps(value)[1:-1],
         "base64": base64.b64encode(data).decode().rstrip("="),
         "base64url": base64.urlsafe_b64encode(data).decode().rstrip("="),
         "url": quote(value, safe=""),
@@ -101,10 +113,6 @@ class Matcher:
 
     def __bool__(self) -> bool:
         return bool(self._patterns)
-
-    @property
-    def longest(self) -> int:
-        return max((len(p.raw) for p in self._patterns), default=0)
 
     def in_text(self, text: str) -> list[tuple[str, str]]:
         """(fingerprint, form) of every pattern found in ``text``."""
@@ -212,11 +220,22 @@ def scan_prefect(
     report = ScanReport()
     if not matcher:
         return report
-    search_api(api_url, matcher, report)
+    try:
+        search_api(api_url, matcher, report)
+    except Exception as error:
+        where = api_url or "PREFECT_API_URL"
+        message = f"could not read the Prefect API at {where}: {_first_line(error)}"
+        raise ScanError(message) from error
     if database_path is not None:
-        search_sqlite(database_path, matcher, report)
+        try:
+            search_sqlite(database_path, matcher, report)
+        except sqlite3.Error as error:
+            raise ScanError(f"could not read {database_path}: {_first_line(error)}") from error
     for path in extra_files:
-        search_file(path, matcher, report)
+        try:
+            search_file(path, matcher, report)
+        except OSError as error:
+            raise ScanError(f"could not read {path}: {_first_line(error)}") from error
     report.findings = list(dict.fromkeys(report.findings))
     return report
 
@@ -236,13 +255,13 @@ def collect_store_values(stores: Iterable[SecretStore]) -> list[SecretValue]:
 def format_report(report: ScanReport) -> str:
     """The report for a terminal: one line per finding, then what was searched."""
     lines: list[str] = []
-    if report.ok:
+    if not report.scanned:
+        lines.append("scan: no secret values to look for")
+    elif report.ok:
         lines.append("scan: clean, no secret value found")
     else:
         values = len({finding.fingerprint for finding in report.findings})
-        lines.append(
-            f"scan: {len(report.findings)} finding(s) of {values} secret value(s)"
-        )
+        lines.append(f"scan: {len(report.findings)} finding(s) of {values} secret value(s)")
         for finding in report.findings:
             lines.append(f"  value {finding.fingerprint} ({finding.form}) in {finding.where}")
     searched = ", ".join(f"{source}: {n}" for source, n in sorted(report.scanned.items()))

@@ -33,12 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from secretops.models import SecretValue
+from secretops.scan import ScanReport, format_report, scan_prefect
 
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
@@ -232,6 +235,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         process = _booted.pop()
         process.stop()
         shutil.rmtree(process.home, ignore_errors=True)
+
+
+@pytest.fixture()
+def assert_prefect_clean(prefect_server: PrefectServer) -> Callable[..., ScanReport]:
+    """``assert_prefect_clean(values, flow_run_id)``: wait for the run's logs and events to
+    land (when a run id is given), then scan the server (API, SQLite file, server log) for the
+    values and fail with the report unless it is clean."""
+
+    def check(values: Iterable[SecretValue], flow_run_id: object = None) -> ScanReport:
+        if flow_run_id is not None:
+            settle(flow_run_id)
+        report = scan_prefect(
+            values,
+            api_url=prefect_server.api_url,
+            database_path=prefect_server.database_path,
+            extra_files=[prefect_server.log_path],
+        )
+        assert report.ok, format_report(report)
+        return report
+
+    return check
 
 
 @pytest.fixture(scope="session")

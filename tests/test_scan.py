@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.core import Block
@@ -23,8 +25,17 @@ from prefect.input.actions import create_flow_run_input
 from prefect.variables import Variable
 from pydantic import SecretStr
 
-from secretops.models import SecretValue
-from secretops.scan import Finding, ScanReport, format_report, scan_prefect
+from secretops.models import Credential, SecretValue, Stage
+from secretops.scan import (
+    Finding,
+    Matcher,
+    ScanError,
+    ScanReport,
+    collect_store_values,
+    format_report,
+    scan_prefect,
+    search_json,
+)
 from tests.fixtures_prefect import PrefectServer, settle
 
 
@@ -146,19 +157,18 @@ def careful(ref: str) -> str:
 
 
 def test_a_flow_that_handles_a_value_correctly_leaves_nothing(
-    prefect_server: PrefectServer,
+    assert_prefect_clean: Callable[..., ScanReport],
 ) -> None:
     value = new_value()
     _STORE["careful"] = value
     state: Any = careful("careful", return_state=True)
     assert state.is_completed()
-    settle(state.state_details.flow_run_id)
 
-    report = scan(prefect_server, [value], extra_files=[prefect_server.log_path])
+    report = assert_prefect_clean([value], state.state_details.flow_run_id)
 
-    assert report.ok, format_report(report)
-    for source in ("flow runs", "task runs", "logs", "events", "sqlite rows", "file lines"):
-        assert report.scanned.get(source, 0) > 0 or source == "file lines", source
+    for source in ("flow runs", "flow run states", "task runs", "logs", "events", "sqlite rows"):
+        assert report.scanned.get(source, 0) > 0, source
+    assert "file lines" in report.scanned
     assert "clean" in format_report(report)
 
 
@@ -213,3 +223,41 @@ def test_no_values_is_a_clean_report_without_any_work() -> None:
     report = scan_prefect([], api_url="http://127.0.0.1:9/api", database_path=None)
     assert report.ok
     assert report.scanned == {}
+    assert "no secret values" in format_report(report)
+
+
+def test_an_unreachable_server_is_an_error_not_a_clean_report(tmp_path: Path) -> None:
+    value = new_value()
+    with pytest.raises(ScanError) as raised:
+        scan_prefect([value], api_url="http://127.0.0.1:9/api", database_path=None)
+    assert "127.0.0.1:9" in str(raised.value)
+    assert value.reveal() not in str(raised.value)
+
+
+def test_a_key_holding_a_value_is_named_as_key_and_nothing_else_is_echoed() -> None:
+    value = new_value()
+    report = ScanReport()
+    document = {"headers": {value.reveal(): "x"}, "list": ["a", f"b {value.reveal()} c"]}
+    search_json(document, "thing 1", Matcher([value]), report)
+    assert [f.where for f in report.findings] == ["thing 1/headers.[key]", "thing 1/list[1]"]
+
+
+class MemoryStore:
+    """A store held in a dict: enough to show which stages a scan collects."""
+
+    def __init__(self, versions: dict[Stage, SecretValue]) -> None:
+        self.versions = versions
+
+    def read(self, stage: Stage = Stage.current) -> Credential | None:
+        value = self.versions.get(stage)
+        return Credential(value) if value is not None else None
+
+
+def test_collect_store_values_takes_every_stage_once() -> None:
+    current, pending, previous = new_value(), new_value(), new_value()
+    stores = [
+        MemoryStore({Stage.current: current, Stage.pending: pending}),
+        MemoryStore({Stage.current: current, Stage.previous: previous}),
+    ]
+    collected = collect_store_values(stores)  # type: ignore[arg-type]
+    assert collected == [current, pending, previous]

@@ -33,7 +33,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "secretops"}
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
-WRITE_ATTEMPTS = 6
+WRITE_ATTEMPTS = 10
+CONFLICT_BACKOFF = 0.05
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
@@ -241,6 +242,7 @@ class KubeCluster:
             except KubeUnavailable as exc:
                 if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
                     raise
+                time.sleep(CONFLICT_BACKOFF * attempt)
                 continue
             return decode(written.get("data"))
         raise KubeUnavailable(f"Kubernetes patch secret {target} kept conflicting", 409)
@@ -286,6 +288,7 @@ class KubeCluster:
             except KubeUnavailable as exc:
                 if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
                     raise
+                time.sleep(CONFLICT_BACKOFF * attempt)
         return stamp
 
     def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutStatus:

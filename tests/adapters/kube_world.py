@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from sandbox.faults import Faults
 from sandbox.kube import AwsConfig, Identity, KubeSandbox, kubeconfig, make_server_cert
 
 ADMIN = "kube-admin-token-for-tests"
@@ -26,6 +27,7 @@ class KubeWorld:
     kubeconfig: Path
     server: str
     audit_log: Path
+    faults: Faults
 
 
 @contextmanager
@@ -36,8 +38,14 @@ def kube_world(directory: Path, aws: AwsConfig | None) -> Iterator[KubeWorld]:
         ADMIN: Identity("secretops-admin", ("system:masters", "system:authenticated")),
         DEVELOPER: Identity("dev-alice", ("developers", "system:authenticated")),
     }
+    faults = Faults(seed=7)
     kube = KubeSandbox(
-        audit_log=audit, tokens=tokens, aws=aws, progress_deadline_seconds=4, pod_start_delay=0.1
+        audit_log=audit,
+        tokens=tokens,
+        aws=aws,
+        progress_deadline_seconds=4,
+        pod_start_delay=0.1,
+        faults=faults,
     )
     config = uvicorn.Config(
         kube.app,
@@ -45,6 +53,7 @@ def kube_world(directory: Path, aws: AwsConfig | None) -> Iterator[KubeWorld]:
         port=0,
         log_level="warning",
         lifespan="off",
+        timeout_graceful_shutdown=2,
         ssl_certfile=str(cert.cert_file),
         ssl_keyfile=str(cert.key_file),
     )
@@ -70,7 +79,7 @@ def kube_world(directory: Path, aws: AwsConfig | None) -> Iterator[KubeWorld]:
     path.write_text(kubeconfig(url, cert.ca_pem, {"sandbox": ADMIN, "developer": DEVELOPER}))
     path.chmod(0o600)
     try:
-        yield KubeWorld(kube, path, url, audit)
+        yield KubeWorld(kube, path, url, audit, faults)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

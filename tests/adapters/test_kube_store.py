@@ -154,3 +154,35 @@ def test_parallel_stores_never_lose_a_write(kube: KubeWorld, cluster: KubeCluste
         thread.join()
     pending = cluster.read_secret(NS, f"{name}-secretops-pending") or {}
     assert {k: v.reveal() for k, v in pending.items()} == {k: f"value-{k}-xx" for k in keys}
+
+
+def test_writes_survive_injected_conflicts(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    name = _make_secret(kube, {"openai": "sk-openai-old-01"})
+    store = KubernetesSecretStore(cluster, NS, name, "openai")
+    kube.faults.set("kubernetes", conflict_rate=0.5)
+    try:
+        store.stage_pending(Credential(SecretValue("sk-openai-new-02")))
+        store.promote_pending()
+    finally:
+        kube.faults.reset("kubernetes")
+    assert _data(kubectl_in, name) == {"openai": "sk-openai-new-02"}
+    assert _data(kubectl_in, f"{name}-secretops-previous") == {"openai": "sk-openai-old-01"}
+
+
+def test_unavailable_api_is_retryable(kube: KubeWorld, cluster: KubeCluster) -> None:
+    from secretops.adapters.kube import KubeUnavailable
+    from secretops.adapters.retry import is_transient
+
+    kube.faults.set("kubernetes", error_rate=1.0, codes=[503])
+    try:
+        with pytest.raises(KubeUnavailable) as failure:
+            cluster.read_secret(NS, "anything")
+    finally:
+        kube.faults.reset("kubernetes")
+    assert is_transient(failure.value)
+    assert (
+        str(failure.value)
+        == f"Kubernetes get secret {NS}/anything failed: HTTP 503 ServiceUnavailable"
+    )
