@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class World:
         for spec in fault_specs:
             self.faults.apply_spec(spec)
         self.postgres = PostgresSandbox(directory / "postgres")
-        self.aws = aws_sandbox.AwsSandbox()
+        self.aws = aws_sandbox.AwsSandbox(account_id=aws_sandbox.ACCOUNT_ID)
         self.openai = OpenAIState()
         self.anthropic = AnthropicState()
         self.tokens = {"sandbox": _token(), "emergency-admin": _token(), "developer": _token()}
@@ -58,6 +59,7 @@ class World:
         self.servers: list[uvicorn.Server] = []
         self.urls: dict[str, str] = {}
         self.pg: PostgresInfo | None = None
+        self.begun = time.monotonic()
 
     async def _serve(self, name: str, app: ASGIApp, **tls: str) -> str:
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
@@ -71,11 +73,16 @@ class World:
         self.urls[name] = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self.urls[name]
 
+    def _phase(self, name: str) -> None:
+        print(f"{time.monotonic() - self.begun:6.2f} s  {name}", flush=True)
+
     async def start(self) -> None:
+        self.begun = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "credentials").mkdir(mode=0o700, exist_ok=True)
         self.pg, _ = await asyncio.gather(asyncio.to_thread(self.postgres.start),
                                           asyncio.to_thread(self.aws.start))
+        self._phase("PostgreSQL and moto started")
         cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
         await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,
                                                     "openai"))
@@ -89,17 +96,20 @@ class World:
         for env, namespace in NAMESPACES.items():
             await self._serve(f"service-{env}", kube.service_app(namespace))
         await self._serve("control", _control(self.faults))
-        values = await asyncio.to_thread(self._seed)
+        self._phase("emulators serving")
+        values = await self._seed()
         self._seed_cluster(kube, values)
+        self._phase("world seeded")
         await kube.start()
         self._write_files(values, cert.ca_pem)
         await self._plant_cluster_read(cert.ca_file)
         await asyncio.to_thread(self._wait_for_rollouts)
+        self._phase("backend rolled out in every namespace")
         self._write_info()
 
-    def _seed(self) -> dict[str, dict[str, str]]:
-        """Database roles, provider keys (one per environment) and AWS's production secrets."""
-        assert self.pg is not None
+    async def _seed(self) -> dict[str, dict[str, str]]:
+        """Database roles, provider keys (one per environment) and AWS's production secrets;
+        PostgreSQL and AWS are seeded side by side."""
         values: dict[str, dict[str, str]] = {}
         roles = {}
         for env, role in ROLES.items():
@@ -110,11 +120,13 @@ class World:
             _, anthropic_key = self.anthropic.mint_key(f"intelliprompt-{env}-backend")
             values[env] = {"openai": openai_key, "anthropic": anthropic_key,
                            "db_user": role, "db_password": password}
-        self.postgres.seed(roles)
         production = values["production"]
-        aws_sandbox.seed(self.urls["aws"], aws_sandbox.SeedValues(
-            production["openai"], production["anthropic"], production["db_user"],
-            production["db_password"]))
+        await asyncio.gather(
+            asyncio.to_thread(self.postgres.seed, roles),
+            asyncio.to_thread(aws_sandbox.seed, self.urls["aws"], aws_sandbox.SeedValues(
+                production["openai"], production["anthropic"], production["db_user"],
+                production["db_password"])),
+        )
         values["admin"] = {"openai": self.openai.create_admin_key(),
                            "anthropic": self.anthropic.create_admin_key()}
         return values
@@ -194,8 +206,6 @@ class World:
             (await client.get(url, headers=headers)).raise_for_status()
 
     def _wait_for_rollouts(self, timeout: float = 30.0) -> None:
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._rolled_out(ns) for ns in NAMESPACES.values()):

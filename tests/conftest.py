@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,17 @@ pytest_plugins = ["tests.fixtures_prefect"]
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The running sandbox: the parsed ``DIR/sandbox.json`` (docs/sandbox.md)."""
-    directory = tmp_path_factory.mktemp("sandbox")
+def sandbox() -> Iterator[dict[str, Any]]:
+    """The running sandbox: the parsed ``DIR/sandbox.json`` (docs/sandbox.md). Its folder is
+    outside pytest's temporary tree, which pytest keeps at mode 0700: PostgreSQL runs as an
+    unprivileged user and must reach its data folder."""
+    directory = Path(tempfile.mkdtemp(prefix="secretops-sandbox-"))
     info, _ = manager.up(directory)
     try:
         yield info
     finally:
         manager.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

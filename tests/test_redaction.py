@@ -85,13 +85,13 @@ _STORE: dict[str, SecretValue] = {}
 
 
 @task(persist_result=False, cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
-def flaky_step(ref: str) -> None:
+def flaky_step(ref: str, attempts: list[int]) -> None:
     """Fails once with the value in its exception (the retry log prints ``repr(exc)``)."""
     value = _STORE[ref]
     get_run_logger().info("task sees %s", value.reveal())
     print(f"task prints {value.reveal()}")
-    if not getattr(flaky_step, "failed_once", False):
-        flaky_step.failed_once = True  # type: ignore[attr-defined]
+    attempts.append(1)
+    if len(attempts) == 1:
         raise ConnectionError(f"provider refused {value.reveal()}")
 
 
@@ -102,7 +102,7 @@ def chatty(ref: str) -> None:
     get_run_logger().info("as json %s", {"key": value.reveal()})
     print("flow prints", value.reveal())
     logging.getLogger("secretops.adapters.demo").warning("library says %s", value.reveal())
-    flaky_step(ref)
+    flaky_step(ref, [])
     raise ValueError(f"flow gives up on {value.reveal()}")
 
 

@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import pytest
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import LogCreate, WorkPoolCreate
-from prefect.context import get_run_context
 from prefect.input.actions import create_flow_run_input
 from prefect.variables import Variable
 from pydantic import SecretStr
@@ -65,7 +65,7 @@ _STORE: dict[str, SecretValue] = {}
 @flow(persist_result=False)
 def leaky(token: str) -> None:
     """Leaks one value per place; every other value comes from the store by name."""
-    flow_run_id = get_run_context().flow_run.id  # type: ignore[union-attr]
+    flow_run_id = UUID(runtime.flow_run.id)
     with get_client(sync_client=True) as client:
         client.create_logs(
             [
@@ -172,6 +172,31 @@ def test_a_flow_that_handles_a_value_correctly_leaves_nothing(
     assert "clean" in format_report(report)
 
 
+@task(persist_result=True)
+def careless_step(ref: str) -> str:
+    return _STORE[ref].reveal()
+
+
+@flow
+def careless(ref: str) -> None:
+    careless_step(ref)
+
+
+def test_a_persisted_result_is_found_in_the_result_storage(
+    prefect_server: PrefectServer,
+) -> None:
+    value = new_value()
+    _STORE["careless"] = value
+    state: Any = careless("careless", return_state=True)
+    assert state.is_completed()
+    files = [p for p in prefect_server.storage_path.rglob("*") if p.is_file()]
+
+    report = scan(prefect_server, [value], extra_files=files)
+
+    assert found(report, value, f"file {prefect_server.storage_path}")
+    assert not any(f.where.startswith(("flow_run", "task_run", "sqlite")) for f in report.findings)
+
+
 class ProviderSettings(Block):
     """A block with a secret field and fields that are not secret."""
 
@@ -259,5 +284,5 @@ def test_collect_store_values_takes_every_stage_once() -> None:
         MemoryStore({Stage.current: current, Stage.pending: pending}),
         MemoryStore({Stage.current: current, Stage.previous: previous}),
     ]
-    collected = collect_store_values(stores)  # type: ignore[arg-type]
+    collected = collect_store_values(stores)
     assert collected == [current, pending, previous]

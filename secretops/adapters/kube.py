@@ -149,7 +149,7 @@ class KubeCluster:
         try:
             response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
             return json.loads(response.data or b"{}")
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise kube_error(call, target, exc) from None
 
     def watch(

@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="scheduled rotation", help="recorded in the report")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
+    p = command("unlock", "free a secret's lock after the run holding it died (SIGKILL, lost "
+                "machine); refuses while a run of that secret is live", commands.unlock)
+    p.add_argument("secret", help="secret id from the inventory")
+    p.add_argument("--force", action="store_true", help="free it even if a run looks live")
+
     p = command("scan", "search Prefect (API, database, logs, artifacts, events, inputs) for any "
                 "value held in the stores; exits 1 on a hit", commands.scan)
     p.add_argument("--api-url", default=None, help="Prefect API (default: $PREFECT_API_URL)")

@@ -97,15 +97,30 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     return runs.rotate_db_password(args)
 
 
+def unlock(args: argparse.Namespace) -> int:
+    from secretops.errors import SecretopsError
+    from secretops.prefect_setup import lock_holders, release_lock
+
+    holders = lock_holders(args.secret)
+    if holders and not args.force:
+        raise SecretopsError(
+            f"runs of {args.secret} are live: {'; '.join(holders)}. Cancel them, or mark them "
+            "crashed, or pass --force if you know their process is gone"
+        )
+    release_lock(args.secret)
+    _out(f"lock of {args.secret} released")
+    return 0
+
+
 # -- hygiene -----------------------------------------------------------------------------------
 
 
 def scan(args: argparse.Namespace) -> int:
     from secretops.inventory import load_inventory
-    from secretops.scan import collect_store_values, format_report, scan_prefect
+    from secretops.scan import format_report, scan_prefect
+    from secretops.scan_values import values_to_scan
 
-    inv = load_inventory(args.inventory)
-    values = collect_store_values(inv)
+    values = values_to_scan(load_inventory(args.inventory))
     report = scan_prefect(
         values,
         api_url=args.api_url,

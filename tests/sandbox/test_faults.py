@@ -170,3 +170,24 @@ def test_control_endpoint(world: tuple[Faults, dict[str, str]]) -> None:
         assert control.delete("/faults").status_code == 200
     assert httpx.get(urls["openai"] + "/v1/models").status_code == 200
     assert httpx.get(urls["anthropic"] + "/v1/models").status_code == 200
+
+
+def test_boto3_reads_injected_aws_errors(world: tuple[Faults, dict[str, str]]) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    faults, urls = world
+    faults.set("aws", error_rate=1.0, codes=[429])
+    options = {
+        "endpoint_url": urls["aws"],
+        "region_name": "us-east-1",
+        "aws_access_key_id": "AKIATEST",
+        "aws_secret_access_key": "test",
+        "config": Config(retries={"max_attempts": 1}),
+    }
+    for service, call in (("secretsmanager", "list_secrets"), ("iam", "list_roles")):
+        with pytest.raises(ClientError) as caught:
+            getattr(boto3.client(service, **options), call)()
+        assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
