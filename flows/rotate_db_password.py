@@ -56,7 +56,10 @@ def rotate_db_password(
     """Rotate the PostgreSQL password in one environment; see the module doc."""
     path = inventory_path(inventory)
     env = Environment(environment).value
-    chosen = DbStrategy(strategy) if strategy else inventory_at(path).strategy_for(secret, env)
+    inv = inventory_at(path)
+    chosen = inv.check_strategy(
+        secret, env, DbStrategy(strategy) if strategy else inv.strategy_for(secret, env)
+    )
     report = RunReport(f"Rotate database password in {env}",
                        {"secret": secret, "environment": env, "strategy": chosen.value,
                         "reason": reason})

@@ -170,6 +170,16 @@ def _wait_gone(pids: list[int], timeout: float) -> bool:
     return False
 
 
+def _ours(cmdline: list[str], directory: Path) -> bool:
+    """A supervisor of this sandbox, or a PostgreSQL server whose data folder is inside it."""
+    if "sandbox.server" in cmdline and str(directory) in cmdline:
+        return True
+    if cmdline and Path(cmdline[0]).name == "postgres" and "-D" in cmdline:
+        data = cmdline[cmdline.index("-D") + 1] if cmdline.index("-D") + 1 < len(cmdline) else ""
+        return data.startswith(f"{directory}/")
+    return False
+
+
 def _kill_leftovers(directory: Path) -> int:
     """End every process recorded in ``sandbox.json`` and every process still using the
     sandbox folder (a PostgreSQL left by a supervisor that was killed)."""
@@ -183,11 +193,8 @@ def _kill_leftovers(directory: Path) -> int:
                 victims[pid] = psutil.Process(pid)
             except psutil.NoSuchProcess:
                 continue
-    marker = str(directory)
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        mentions = f"{marker}/" in cmdline or f"{marker} " in cmdline or cmdline.endswith(marker)
-        if mentions and proc.pid != os.getpid():
+        if _ours(proc.info.get("cmdline") or [], directory):
             victims[proc.pid] = proc
     for proc in list(victims.values()):
         try:

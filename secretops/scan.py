@@ -17,7 +17,9 @@ the value or any text around it. :func:`format_report` renders a report for the 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +52,8 @@ class Finding:
     (:meth:`SecretValue.fingerprint`), ``form`` how it was written: ``plain``, ``json``
     (escaped in a JSON string), ``json-ascii`` (with ``\\uXXXX`` escapes), ``base64``,
     ``base64url``, ``url`` (fully quoted), ``url-path`` (``/`` kept), ``url-form`` (``+``
-    for spaces).
+    for spaces), ``inside-base64`` (in the decoded bytes of a longer base64 run, such as a
+    pickled result).
     """
 
     where: str
@@ -100,8 +103,22 @@ def _encoded_forms(value: str) -> dict[str, str]:
     return unique
 
 
+# a run of base64 (standard or URL-safe alphabet) long enough to hide a value
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{32,}|[A-Za-z0-9_-]{32,}")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+def _decoded_runs(data: bytes) -> Iterator[bytes]:
+    """The decoded bytes of every long base64 run in ``data`` (a pickled, base64-encoded
+    result in a result file, a blob in a JSON field)."""
+    for run in _BASE64_RUN.findall(data):
+        usable = run[: len(run) - len(run) % 4].translate(_URLSAFE_TO_STANDARD)
+        yield binascii.a2b_base64(usable)
+
+
 class Matcher:
-    """Every form of every value, searched in text or bytes."""
+    """Every form of every value, searched in text or bytes; also looks inside long base64
+    runs for a value (form ``inside-base64``)."""
 
     def __init__(self, values: Iterable[SecretValue]) -> None:
         patterns: dict[str, _Pattern] = {}
@@ -116,10 +133,17 @@ class Matcher:
 
     def in_text(self, text: str) -> list[tuple[str, str]]:
         """(fingerprint, form) of every pattern found in ``text``."""
-        return [(p.fingerprint, p.form) for p in self._patterns if p.text in text]
+        return self.in_bytes(text.encode(errors="surrogatepass"))
 
     def in_bytes(self, data: bytes) -> list[tuple[str, str]]:
-        return [(p.fingerprint, p.form) for p in self._patterns if p.raw in data]
+        hits = [(p.fingerprint, p.form) for p in self._patterns if p.raw in data]
+        found = {fingerprint for fingerprint, _ in hits}
+        for decoded in _decoded_runs(data):
+            for pattern in self._patterns:
+                if pattern.fingerprint not in found and pattern.raw in decoded:
+                    hits.append((pattern.fingerprint, "inside-base64"))
+                    found.add(pattern.fingerprint)
+        return hits
 
 
 def _key_label(key: str, matcher: Matcher) -> str:

@@ -52,6 +52,26 @@ class Wiring:
     def __repr__(self) -> str:
         return f"Wiring({self.inventory.application!r})"
 
+    def close(self) -> None:
+        """Close the clients built so far (their connection pools)."""
+        for cluster in self._clusters.values():
+            cluster.close()
+        for provider in self._providers.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                close()
+        for client in self._aws_clients.values():
+            client.close()
+        self._clusters.clear()
+        self._providers.clear()
+        self._aws_clients.clear()
+
+    def __enter__(self) -> Wiring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def credential(self, name: str) -> SecretValue:
         return self._resolve(self.inventory, name)
 

@@ -236,6 +236,8 @@ _booted: list[ServerProcess] = []
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Boot the server as soon as the tests are known to need it, so its ~11 s start
     overlaps with whatever runs before the first test that asks for it."""
+    if session.config.option.collectonly:
+        return
     if any("prefect_server" in getattr(item, "fixturenames", ()) for item in session.items):
         _booted.append(ServerProcess(Path(tempfile.mkdtemp(prefix="secretops-prefect-"))))
 

@@ -193,7 +193,7 @@ def test_a_persisted_result_is_found_in_the_result_storage(
 
     report = scan(prefect_server, [value], extra_files=files)
 
-    assert found(report, value, f"file {prefect_server.storage_path}")
+    assert found(report, value, f"file {prefect_server.storage_path}", "inside-base64")
     assert not any(f.where.startswith(("flow_run", "task_run", "sqlite")) for f in report.findings)
 
 

@@ -294,6 +294,20 @@ class KubeCluster:
     def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutStatus:
         return kube_rollout.wait_for_rollout(self, namespace, name, timeout)
 
+    def pod_log(self, namespace: str, pod: str) -> str | None:
+        """The pod's log; None while its container has not started (the API answers 400)."""
+        target = f"{namespace}/{pod}"
+        try:
+            response: Any = self.core.read_namespaced_pod_log(
+                pod, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            )
+            return str(response.data.decode("utf-8", "replace"))
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            error = kube_error("read pod log", target, exc)
+            if isinstance(error, KubeRefused) and error.status in (400, 404):
+                return None
+            raise error from None
+
     def pods_started_since(self, namespace: str, deployment: str, since: datetime) -> list[PodLog]:
         return kube_rollout.pods_started_since(self, namespace, deployment, since)
 

@@ -149,7 +149,7 @@ def pods_started_since(
 ) -> list[PodLog]:
     """Pods of the Deployment's selector that started at or after ``since``, with their logs
     (oldest first). ``since`` is compared to the second, as Kubernetes stamps times."""
-    from secretops.adapters.kube import KubeRefused, KubeUnavailable
+    from secretops.adapters.kube import KubeRefused
 
     target = f"{namespace}/{deployment}"
     found = cluster.get(
@@ -172,21 +172,6 @@ def pods_started_since(
         if started is None or started < floor or pod["metadata"].get("deletionTimestamp"):
             continue
         name = pod["metadata"]["name"]
-        try:
-            response: Any = cluster.core.read_namespaced_pod_log(
-                name, namespace, _preload_content=False, _request_timeout=(5.0, 30.0)
-            )
-            text = response.data.decode("utf-8", "replace")
-        except Exception as exc:
-            error = cluster_error(exc, f"{namespace}/{name}")
-            if isinstance(error, KubeUnavailable):
-                raise error from None
-            text = ""
+        text = cluster.pod_log(namespace, name) or ""
         logs.append(PodLog(pod=name, started_at=started, ready=_ready(pod), log=text))
     return sorted(logs, key=lambda p: (p.started_at or floor, p.pod))
-
-
-def cluster_error(exc: Exception, target: str) -> Exception:
-    from secretops.adapters.kube import kube_error
-
-    return kube_error("read pod log", target, exc)

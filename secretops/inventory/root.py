@@ -145,6 +145,29 @@ class Inventory(StrictModel):
         :meth:`SecretSpec.strategy_in` for the default)."""
         return self._postgres_secret(secret_id).strategy_in(_env(environment))
 
+    def check_strategy(
+        self, secret_id: str, environment: EnvironmentName, strategy: DbStrategy
+    ) -> DbStrategy:
+        """``strategy`` if the environment's stores can carry it, else InventoryError.
+        Alternating switches the user name together with the password, so every store must
+        hold a user name too (``username_key`` / ``username_json_key``); a store that holds
+        only the password (a Docker secret file) would leave the consumers with the wrong
+        user."""
+        if strategy is DbStrategy.alternating:
+            lacking = [
+                spec.type for spec in self.stores(secret_id, environment)
+                if not (getattr(spec, "username_key", None)
+                        or getattr(spec, "username_json_key", None))
+            ]
+            if lacking:
+                raise InventoryError(
+                    f"the alternating strategy needs every store of {secret_id!r} in "
+                    f"{_env(environment).value!r} to hold the user name; these do not: "
+                    f"{', '.join(lacking)}. Use the single strategy there, or give the "
+                    "stores a username_key"
+                )
+        return strategy
+
     def login_roles(self, secret_id: str, environment: EnvironmentName) -> list[str]:
         """The roles that log in: the owner role itself (single) or ``<role>_a`` and
         ``<role>_b``, members of the owner role (alternating)."""

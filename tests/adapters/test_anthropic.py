@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from sandbox.anthropic_api import AnthropicState
@@ -10,9 +12,11 @@ from secretops.models import SecretValue
 
 
 @pytest.fixture()
-def provider(anthropic_world: tuple[AnthropicState, str]) -> AnthropicProvider:
+def provider(anthropic_world: tuple[AnthropicState, str]) -> Iterator[AnthropicProvider]:
     state, url = anthropic_world
-    return AnthropicProvider(url, SecretValue(state.create_admin_key()))
+    built = AnthropicProvider(url, SecretValue(state.create_admin_key()))
+    yield built
+    built.close()
 
 
 def test_find_check_and_deactivate(
@@ -39,16 +43,19 @@ def test_find_check_and_deactivate(
 def test_workspace_filter_and_paging(anthropic_world: tuple[AnthropicState, str]) -> None:
     state, url = anthropic_world
     minted = {state.mint_key(f"k{n}", workspace_id="wrkspc_paging")[0] for n in range(103)}
-    provider = AnthropicProvider(url, SecretValue(state.create_admin_key()), "wrkspc_paging")
-    assert {key.id for key in provider.list_keys()} == minted
+    admin = SecretValue(state.create_admin_key())
+    with AnthropicProvider(url, admin, "wrkspc_paging") as provider:
+        assert {key.id for key in provider.list_keys()} == minted
 
 
 def test_refusals_name_call_status_and_type(
     anthropic_world: tuple[AnthropicState, str], provider: AnthropicProvider
 ) -> None:
     _, url = anthropic_world
-    wrong = AnthropicProvider(url, SecretValue("sk-ant-admin01-not-a-real-key-0000000"))
-    with pytest.raises(ProviderRefused) as refused:
+    with (
+        AnthropicProvider(url, SecretValue("sk-ant-admin01-not-a-real-key-0000000")) as wrong,
+        pytest.raises(ProviderRefused) as refused,
+    ):
         wrong.list_keys()
     text = str(refused.value)
     assert "Anthropic list keys failed: HTTP 401" in text

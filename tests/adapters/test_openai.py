@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from sandbox.openai_api import OpenAIState
@@ -12,9 +14,11 @@ PROJECT = "proj_intelliprompt"
 
 
 @pytest.fixture()
-def provider(openai_world: tuple[OpenAIState, str]) -> OpenAIProvider:
+def provider(openai_world: tuple[OpenAIState, str]) -> Iterator[OpenAIProvider]:
     state, url = openai_world
-    return OpenAIProvider(url, SecretValue(state.create_admin_key()), PROJECT)
+    built = OpenAIProvider(url, SecretValue(state.create_admin_key()), PROJECT)
+    yield built
+    built.close()
 
 
 def test_create_check_find_and_revoke(
@@ -52,21 +56,23 @@ def test_listing_follows_pages(openai_world: tuple[OpenAIState, str]) -> None:
     state, url = openai_world
     project = "proj_paging"
     minted = {state.mint_service_account_key(project, f"sa-{n}")[0] for n in range(105)}
-    provider = OpenAIProvider(url, SecretValue(state.create_admin_key()), project)
-    assert {key.id for key in provider.list_keys()} == minted
+    with OpenAIProvider(url, SecretValue(state.create_admin_key()), project) as provider:
+        assert {key.id for key in provider.list_keys()} == minted
 
 
 def test_refusals_do_not_echo_keys(openai_world: tuple[OpenAIState, str]) -> None:
     state, url = openai_world
     wrong = SecretValue("sk-admin-not-a-real-admin-key-0123456789")
-    provider = OpenAIProvider(url, wrong, PROJECT)
-    with pytest.raises(ProviderRefused) as refused:
+    with OpenAIProvider(url, wrong, PROJECT) as provider, pytest.raises(ProviderRefused) as refused:
         provider.list_keys()
     text = str(refused.value)
     assert "HTTP 401" in text and "invalid_api_key" in text and "list keys" in text
     assert "sk-admin-not" not in text
-    missing = OpenAIProvider(url, SecretValue(state.create_admin_key()), "proj_missing")
-    with pytest.raises(ProviderRefused, match="HTTP 404"):
+    admin = SecretValue(state.create_admin_key())
+    with (
+        OpenAIProvider(url, admin, "proj_missing") as missing,
+        pytest.raises(ProviderRefused, match="HTTP 404"),
+    ):
         missing.create_key("x")
 
 

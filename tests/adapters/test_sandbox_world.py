@@ -4,6 +4,7 @@ rolled out and logged ``API initialized``, and the planted reads are found by th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +16,9 @@ from secretops.wiring import Wiring
 
 
 @pytest.fixture(scope="module")
-def wiring(sandbox: dict[str, Any]) -> Wiring:
-    return Wiring(load_inventory(sandbox["inventory"]))
+def wiring(sandbox: dict[str, Any]) -> Iterator[Wiring]:
+    with Wiring(load_inventory(sandbox["inventory"])) as built:
+        yield built
 
 
 def _current(wiring: Wiring, secret: str, environment: str) -> Credential:

@@ -71,7 +71,11 @@ def test_wiring_builds_working_adapters(
             "data": {"openai": base64.b64encode(b"sk-staging-value-01").decode()},
         }
     )
-    wiring = Wiring(load_inventory(path))
+    with Wiring(load_inventory(path)) as wiring:
+        _check(wiring, pg)
+
+
+def _check(wiring: Wiring, pg: PostgresInfo) -> None:
 
     development = wiring.stores("db-password", "development")
     assert [type(s) for s in development] == [DotenvStore, DockerSecretStore]

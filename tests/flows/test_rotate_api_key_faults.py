@@ -1,0 +1,481 @@
+"""rotate-api-key under trouble, against the sandbox: steady load, SIGKILL at every step
+boundary, a flaky provider and API server, a key the provider refuses, a person who answers
+(or not) the pause form, dry runs, the CLI and the scan.
+
+Every test ends by checking the world (stores, the provider's keys, the Secret, the pods, the
+service) and, through ``clean_prefect``, that no value reached Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import resume_flow_run
+from prefect.input.run_input import keyset_from_base_key
+from prefect.states import Crashed
+
+from flows.rotate_api_key import PAUSE_KEY, rotate_api_key
+from secretops.models import Credential, SecretValue, Stage
+from secretops.prefect_setup import lock_name, release_lock
+from secretops.staging import stage_key
+from secretops.wiring import Wiring
+from tasks.api_keys import key_name_prefix
+from tests.flows.conftest import World
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK_BOUNDARIES = ["generate_new_key", "check_new_key", "update_secret", "sync_external_secret",
+                   "restart_pods", "verify_logs", "verify_new_key", "revoke_old_key"]
+IN_STEP_BOUNDARIES = ["key-created", "pending-stored"]
+FIGURES: dict[str, Any] = {}
+
+
+# -- the world, as a test sees it ---------------------------------------------------------------
+
+
+def current_values(world: World, secret: str, environment: str) -> list[SecretValue]:
+    values = []
+    for store in world.wiring.stores(secret, environment):
+        credential = store.read(Stage.current)
+        assert credential is not None, f"{store.name} has no current version"
+        values.append(credential.secret)
+    return values
+
+
+def remember_all(world: World, secret: str, environment: str) -> None:
+    """Add every value the stores hold now to the values the scan looks for."""
+    for store in world.wiring.stores(secret, environment):
+        for stage in Stage:
+            credential = store.read(stage)
+            if credential is not None and credential.secret not in world.seen:
+                world.seen.append(credential.secret)
+
+
+def environment_keys(world: World, secret: str, environment: str) -> list[Any]:
+    """Active keys at the provider that belong to the environment: named for it (the seed's
+    ``intelliprompt-<env>-``, secretops' ``secretops-intelliprompt-<env>-<secret>-``) or
+    holding the value one of its stores has."""
+    provider = world.wiring.provider(secret)
+    ours = {key.id for value in current_values(world, secret, environment)
+            if (key := provider.find_key(value)) is not None}
+    prefixes = (f"{world.inventory.application}-{environment}-",
+                key_name_prefix(world.inventory.application, environment, secret))
+    return [key for key in provider.list_keys() if key.status == "active"
+            and (key.id in ours or key.name.startswith(prefixes))]
+
+
+def mint_console_key(world: World, environment: str) -> SecretValue:
+    """What a person does in the Anthropic console, naming the key as the form says."""
+    name = key_name_prefix(world.inventory.application, environment, "anthropic") + "console"
+    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
+    response.raise_for_status()
+    value = SecretValue(response.json()["key"])
+    world.seen.append(value)
+    return value
+
+
+def assert_converged(world: World, secret: str, environment: str) -> SecretValue:
+    """One working key, the same in every store, nothing pending, exactly one active key of
+    the environment at the provider (the stored one); in the cluster the Secret holds it and
+    every ready pod started with it logged ``API initialized``; the service answers."""
+    values = current_values(world, secret, environment)
+    key = values[0]
+    assert all(v == key for v in values), "stores disagree on the current key"
+    stores = world.wiring.stores(secret, environment)
+    assert [s.name for s in stores if s.read(Stage.pending) is not None] == []
+    provider = world.wiring.provider(secret)
+    assert provider.check_key(key), "the provider refuses the stored key"
+    found = provider.find_key(key)
+    active = environment_keys(world, secret, environment)
+    assert found is not None and [k.id for k in active] == [found.id], (
+        f"active {secret} keys of {environment}: {[(k.id, k.name) for k in active]}")
+    namespace = world.inventory.namespace(environment)
+    if namespace:
+        cluster = world.wiring.cluster()
+        assert (cluster.read_secret(namespace, "api-keys") or {})[secret] == key
+        status = cluster.wait_for_rollout(namespace, "backend", timeout=30)
+        assert status.done, status.message
+        pods = [p for p in cluster.pods_started_since(namespace, "backend",
+                                                       since=_long_ago()) if p.ready]
+        assert len(pods) >= 3 and all("API initialized" in p.log for p in pods)
+        response = httpx.get(world.info["services"][environment], timeout=10)
+        assert response.status_code == 200, response.text
+    return key
+
+
+def _long_ago() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def rotate(world: World, secret: str, environment: str, **kwargs: Any) -> Any:
+    """Run the flow in this process, staging a console key first for Anthropic."""
+    if secret == "anthropic":
+        stage_key(world.wiring.stores(secret, environment), mint_console_key(world, environment))
+    return rotate_api_key(secret=secret, environment=environment, inventory=world.path,
+                          **kwargs)
+
+
+@contextlib.contextmanager
+def faults(world: World, **knobs: dict[str, Any]) -> Iterator[None]:
+    """Set the sandbox's fault knobs for the block; clear them all afterwards."""
+    control = world.info["control"]
+    try:
+        for name, values in knobs.items():
+            httpx.put(f"{control}/faults/{name}", json=values).raise_for_status()
+        yield
+    finally:
+        httpx.delete(f"{control}/faults").raise_for_status()
+
+
+def flow_runs_named(name: str) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+
+def lock_slots(secret: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(lock_name(secret)).active_slots
+
+
+# -- zero failed requests under load ------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize("secret", ["openai", "anthropic"])
+def test_no_failed_request_under_load(world: World, load: Any, secret: str,
+                                      environment: str) -> None:
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    began = time.monotonic()
+    with load(environment) as result:
+        time.sleep(0.3)
+        rotate(world, secret, environment)
+        time.sleep(0.3)
+    FIGURES[f"load {secret} {environment}"] = {
+        "rotation_s": round(time.monotonic() - began - 0.6, 2), "sent": result.sent,
+        "failed": result.failed}
+    remember_all(world, secret, environment)
+    assert result.sent > 50
+    assert result.failed == 0, result.errors
+    assert assert_converged(world, secret, environment) != old
+    assert not world.wiring.provider(secret).check_key(old)
+
+
+# -- SIGKILL at every step boundary --------------------------------------------------------------
+
+
+def run_and_kill(world: World, secret: str, environment: str, after: str) -> str:
+    """Run the flow in a subprocess that SIGKILLs itself at ``after``; returns the run id."""
+    params = {"secret": secret, "environment": environment, "inventory": world.path}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.flows.kill_driver", "flows.rotate_api_key:rotate_api_key",
+         after, "--params", json.dumps(params)],
+        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stdout, done.stderr[-3000:])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("FLOW_RUN_ID ")]
+    assert lines, done.stdout
+    return lines[-1].split()[1]
+
+
+def mark_crashed_and_unlock(flow_run_id: str, secret: str) -> None:
+    """What the zombie automation and `secretops unlock` do for a run whose process died."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(flow_run_id),
+                                  Crashed(message="the flow run's process was killed"),
+                                  force=True)
+    release_lock(secret)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("after", IN_STEP_BOUNDARIES + TASK_BOUNDARIES)
+def test_killed_at_each_step_then_rerun_converges(world: World, after: str) -> None:
+    secret, environment = "openai", "production"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    began = time.monotonic()
+    flow_run_id = run_and_kill(world, secret, environment, after)
+    killed_at = time.monotonic()
+    remember_all(world, secret, environment)
+    mark_crashed_and_unlock(flow_run_id, secret)
+
+    rotate(world, secret, environment)
+
+    FIGURES[f"kill after {after}"] = {"killed_run_s": round(killed_at - began, 2),
+                                      "rerun_s": round(time.monotonic() - killed_at, 2)}
+    remember_all(world, secret, environment)
+    new = assert_converged(world, secret, environment)
+    assert new != old and not world.wiring.provider(secret).check_key(old)
+    with get_client(sync_client=True) as client:
+        killed = client.read_flow_run(uuid.UUID(flow_run_id))
+    assert killed.state_type == StateType.CRASHED
+    assert lock_slots(secret) == 0
+
+
+# -- a flaky provider and API server ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_rotation_succeeds_with_30_percent_errors(world: World, environment: str) -> None:
+    secret = "openai"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    knobs = {"error_rate": 0.3, "codes": [429, 500, 503], "retry_after_ms": 50}
+    began = time.monotonic()
+    with faults(world, openai=knobs, kubernetes=knobs):
+        rotate(world, secret, environment)
+    FIGURES[f"30% errors {environment}"] = {"rotation_s": round(time.monotonic() - began, 2)}
+    remember_all(world, secret, environment)
+    assert assert_converged(world, secret, environment) != old
+    assert not world.wiring.provider(secret).check_key(old)
+
+
+# -- a key the provider refuses: rollback -----------------------------------------------------
+
+
+class RevokeWhenPromoted(threading.Thread):
+    """Watches the store; as soon as its current key changes, revokes the new key through the
+    admin API, before the restarted pods check it (about 0.3 s after they are created)."""
+
+    def __init__(self, world: World, secret: str, environment: str, old: SecretValue) -> None:
+        super().__init__(daemon=True)
+        self.wiring = Wiring(world.inventory)
+        self.secret, self.environment, self.old = secret, environment, old
+        self.revoked: SecretValue | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        store = self.wiring.stores(self.secret, self.environment)[0]
+        provider = self.wiring.provider(self.secret)
+        while not self.stop.is_set():
+            credential = store.read(Stage.current)
+            if credential is not None and credential.secret != self.old:
+                key = provider.find_key(credential.secret)
+                assert key is not None
+                provider.revoke_key(key.id)
+                self.revoked = credential.secret
+                return
+            time.sleep(0.01)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any) -> None:
+    secret, environment = "openai", "staging"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    watcher = RevokeWhenPromoted(world, secret, environment, old)
+    watcher.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(Exception, match="previous key was restored") as failure:
+            rotate(world, secret, environment)
+    finally:
+        watcher.stop.set()
+        watcher.join(10)
+    FIGURES["refused key: rotation and rollback"] = {"s": round(time.monotonic() - began, 2)}
+    assert watcher.revoked is not None, "the store's current key never changed"
+    world.seen.append(watcher.revoked)
+    message = str(failure.value)
+    assert "rerun" in message and "application is healthy" in message
+    assert assert_converged(world, secret, environment) == old
+    provider = world.wiring.provider(secret)
+    assert not provider.check_key(watcher.revoked)
+    namespace = world.inventory.namespace(environment)
+    logs = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1").stdout
+    assert "API initialized" in logs and "FATAL" not in logs
+    [run] = [r for r in flow_runs_named(f"rotate-{secret}-{environment}")
+             if r.state_type == StateType.FAILED]
+    assert run.state is not None and "previous key was restored" in (run.state.message or "")
+
+
+# -- Anthropic through the pause form ---------------------------------------------------------
+
+
+def start_in_thread(**params: Any) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(rotate_api_key(**params))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for_state(name: str, state: StateType, timeout: float = 30) -> FlowRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in flow_runs_named(name) if r.state_type == state]
+        if runs:
+            return runs[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no run {name} reached {state.value} within {timeout} s")
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_anthropic_key_through_the_pause_form(world: World) -> None:
+    secret, environment = "anthropic", "staging"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    name = f"rotate-{secret}-{environment}"
+    before = {r.id for r in flow_runs_named(name)}
+    thread, outcome = start_in_thread(secret=secret, environment=environment,
+                                      inventory=world.path)
+    paused = wait_for_state(name, StateType.PAUSED)
+    assert paused.id not in before
+    key = mint_console_key(world, environment)
+    resume_flow_run(paused.id, run_input={"key": key.reveal()})
+    thread.join(60)
+    assert not thread.is_alive() and not isinstance(outcome[0], BaseException), outcome
+    response_key = keyset_from_base_key(f"paused-{PAUSE_KEY}")["response"]
+    with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+        client.read_flow_run_input(paused.id, response_key)
+    remember_all(world, secret, environment)
+    assert assert_converged(world, secret, environment) == key
+    assert not world.wiring.provider(secret).check_key(old)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_nobody_answers_the_pause_form(world: World) -> None:
+    secret, environment = "anthropic", "staging"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    keys_before = [(k.id, k.status) for k in world.wiring.provider(secret).list_keys()]
+    thread, outcome = start_in_thread(secret=secret, environment=environment,
+                                      inventory=world.path, person_timeout_seconds=2)
+    thread.join(60)
+    assert not thread.is_alive()
+    name = f"rotate-{secret}-{environment}"
+    runs = sorted(flow_runs_named(name), key=lambda r: r.created or 0)
+    assert runs[-1].state_type == StateType.CANCELLED, runs[-1].state
+    assert "no key was provided in time" in (runs[-1].state.message or "")  # type: ignore[union-attr]
+    assert assert_converged(world, secret, environment) == old
+    assert [(k.id, k.status) for k in world.wiring.provider(secret).list_keys()] == keys_before
+    assert lock_slots(secret) == 0
+
+
+# -- dry run -----------------------------------------------------------------------------------
+
+
+def snapshot(world: World, kubectl: Any, secret: str, environment: str) -> dict[str, Any]:
+    """What a dry run must not change: every store's versions, the provider's keys, and the
+    cluster's Deployment (generation, restartedAt) and Secret (resourceVersion)."""
+    stores = {store.name: [store.version(stage) for stage in Stage]
+              for store in world.wiring.stores(secret, environment)}
+    keys = sorted((k.id, k.status) for k in world.wiring.provider(secret).list_keys())
+    cluster: dict[str, Any] = {}
+    namespace = world.inventory.namespace(environment)
+    if namespace:
+        deployment = json.loads(kubectl("get", "deployment", "backend", "-n", namespace,
+                                        "-o", "json").stdout)
+        secret_obj = json.loads(kubectl("get", "secret", "api-keys", "-n", namespace,
+                                        "-o", "json").stdout)
+        template = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        cluster = {"generation": deployment["metadata"]["generation"],
+                   "restartedAt": template.get("kubectl.kubernetes.io/restartedAt"),
+                   "secret": secret_obj["metadata"]["resourceVersion"],
+                   "secrets": sorted(
+                       s["metadata"]["name"] for s in json.loads(kubectl(
+                           "get", "secrets", "-n", namespace, "-o", "json").stdout)["items"])}
+    return {"stores": stores, "keys": keys, "cluster": cluster}
+
+
+def secretops_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "secretops.cli", *args], cwd=ROOT,
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -> None:
+    secret = "openai"
+    assert_converged(world, secret, environment)
+    before = snapshot(world, kubectl, secret, environment)
+    plan = rotate_api_key(secret=secret, environment=environment, inventory=world.path,
+                          dry_run=True)
+    assert "would run: 5. Revoke old key at provider" in plan
+    done = secretops_cli("rotate", "api-key", secret, "--env", environment, "--dry-run",
+                         "--inventory", world.path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "would run: 1. Generate new key at provider" in done.stdout
+    assert "dry run: nothing changed" in done.stdout
+    assert snapshot(world, kubectl, secret, environment) == before
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_cli_rotates_and_prints_the_report(world: World) -> None:
+    secret, environment = "openai", "staging"
+    old = assert_converged(world, secret, environment)
+    world.seen.append(old)
+    began = time.monotonic()
+    done = secretops_cli("rotate", "api-key", secret, "--env", environment,
+                         "--inventory", world.path)
+    FIGURES["cli rotate openai staging"] = {"s": round(time.monotonic() - began, 2)}
+    remember_all(world, secret, environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    for step in ("Generate new key at provider", "Update secret", "Restart pods", "Verify",
+                 "Revoke old key at provider"):
+        assert step in output, step
+    assert "rotated: the new key is current and verified" in done.stdout
+    assert assert_converged(world, secret, environment) != old
+
+
+def test_scan_cli_is_clean_and_names_a_planted_value(world: World, prefect_server: Any) -> None:
+    scan = ("scan", "--inventory", world.path, "--api-url", prefect_server.api_url,
+            "--database", str(prefect_server.database_path))
+    clean = secretops_cli(*scan)
+    assert clean.returncode == 0, clean.stdout + clean.stderr[-3000:]
+    assert "clean" in clean.stdout
+    planted = SecretValue("sk-svcacct-planted-" + uuid.uuid4().hex)
+    store = world.wiring.stores("openai", "staging")[0]
+    store.stage_pending(Credential(planted))
+    name = "planted-" + uuid.uuid4().hex[:8]
+    try:
+        with get_client(sync_client=True) as client:
+            from prefect.client.schemas.actions import VariableCreate
+
+            client.create_variable(VariableCreate(name=name, value=planted.reveal()))
+        found = secretops_cli(*scan)
+        assert found.returncode == 1, found.stdout
+        assert planted.fingerprint() in found.stdout and "variable" in found.stdout
+        assert planted.reveal() not in found.stdout + found.stderr
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_variable_by_name(name)
+        store.clear_pending()
+
+
+def test_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the figures measured above (run with -s to see them)."""
+    with capsys.disabled():
+        for what, figures in FIGURES.items():
+            print(f"\n{what}: {figures}", end="")
+        print()
