@@ -22,9 +22,6 @@ from typing import Any
 from secretops.inventory import Inventory
 from secretops.models import Environment, SecretKind
 
-PROCESS_POOL = "secretops-process"
-KUBERNETES_POOL = "secretops-kubernetes"
-
 ENVIRONMENT_OFFSET_MINUTES = {
     Environment.development: 0,
     Environment.staging: 20,
@@ -90,7 +87,8 @@ class CatalogueError(ValueError):
 
 
 def deployment_name(inventory: Inventory) -> str:
-    """Every flow has one deployment, named after the application: ``rotate-api-key/intelliprompt``."""
+    """Every flow has one deployment, named after the application:
+    ``rotate-api-key/intelliprompt``."""
     return inventory.application
 
 

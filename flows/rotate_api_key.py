@@ -19,14 +19,15 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
-from prefect.states import Cancelled, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 from pydantic import Field, SecretStr
 
 from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretValue, Stage
 from secretops.report import RunReport
-from secretops.staging import check_shape, stage_key
+from secretops.staging import check_shape, person_instructions, stage_key
 from tasks.api_keys import (
     check_new_key,
     generate_new_key,
@@ -122,38 +123,32 @@ def roll_back(secret: str, environment: str, inventory: str, report: RunReport) 
 
 
 def wait_for_person_if_needed(
-    secret: str, environment: str, inventory: str, timeout: int, report: RunReport
+    secret: str, environment: str, inventory: str, timeout: int, report: RunReport,
+    pause_key: str = PAUSE_KEY,
 ) -> bool:
     """For a provider without a key-creation API: pause with a form until a person pastes the
     new key, delete it from the run input at once, and stage it as pending. Returns False when
-    nobody answered in time (nothing was changed)."""
+    nobody answered in time (nothing was changed). A run that pauses more than once (one
+    form per environment) gives each pause its own ``pause_key``."""
     wiring, inv = wiring_for(inventory), inventory_at(inventory)
     provider = wiring.provider(secret)
     stores = wiring.stores(secret, environment)
     if provider.can_create_keys or any(s.read(Stage.pending) for s in stores):
         return True
-    settings = inv.provider_settings(secret)
-    instructions = (
-        f"### A new {secret} key is needed for **{environment}**\n\n"
-        f"1. Open {settings.console_url} and create a key named "
-        f"`secretops-{inv.application}-{environment}-{secret}`.\n"
-        f"2. Paste it below. It starts with `{settings.key_prefix}`.\n\n"
-        "The key is stored as the pending version and deleted from this run's input at once; "
-        "the old key keeps working until the new one is verified."
-    )
+    person = person_instructions(inv, secret, environment)
     logger = get_run_logger()
     logger.info("waiting up to %s s for a person to provide the new %s key", timeout, secret)
     try:
         answer = pause_flow_run(
-            wait_for_input=NewKey.with_initial_data(description=instructions),
-            timeout=timeout, key=PAUSE_KEY,
+            wait_for_input=NewKey.with_initial_data(description=person.markdown(secret, environment)),
+            timeout=timeout, key=pause_key,
         )
     except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
         report.failed("Generate new key at provider (waiting for a person)", exc)
         return False
     value = SecretValue(answer.key.get_secret_value())
-    delete_flow_run_input(keyset_from_base_key(f"paused-{PAUSE_KEY}")["response"])
-    check_shape(value, settings.key_prefix)
+    delete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
+    check_shape(value, person.key_prefix)
     stage_key(stores, value)
     logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
     return True

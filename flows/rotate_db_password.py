@@ -15,6 +15,8 @@ previous credentials everywhere and leaves the application healthy.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prefect import flow
 from prefect.concurrency.sync import concurrency
 
@@ -71,7 +73,7 @@ def rotate_db_password(
     with concurrency(secret_lock(secret), occupy=1, strict=True):
         report.add(create_new_password(secret, env, path, chosen.value))
         try:
-            report.add(update_in_database(secret, env, path))
+            updated = report.add(update_in_database(secret, env, path))
             report.add(update_secret(secret, env, path))
             report.add(sync_external_secret(secret, env, path))
             restart = report.add(restart_pods(secret, env, path))
@@ -87,7 +89,9 @@ def rotate_db_password(
                 "restored and the application is healthy. See the run's report, fix the cause "
                 "and rerun."
             ) from None
-        report.add(invalidate_old_password(secret, env, path, terminate_old_sessions))
+        password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
+        report.add(invalidate_old_password(secret, env, path, terminate_old_sessions,
+                                           password_set_at))
     report.outcome = "rotated: the new credentials are current and verified, the old refused"
     publish(report, f"rotate-{secret}-{env}")
     return report.markdown()

@@ -214,3 +214,15 @@ def _kill_leftovers(directory: Path) -> int:
         except psutil.NoSuchProcess:
             continue
     return len(victims)
+
+
+def mint_console_key(info: dict[str, Any], name: str) -> str:
+    """Create an Anthropic key in the sandbox's console, as a person would; the value is
+    shown once, like the real console shows it."""
+    request = urllib.request.Request(  # noqa: S310
+        f"{info['providers']['console']}/keys", data=json.dumps({"name": name}).encode(),
+        method="POST", headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        key: str = json.loads(response.read())["key"]
+    return key

@@ -129,7 +129,9 @@ class Database(Protocol):
         """A new login as ``role`` that can read the application's tables."""
         ...
 
-    def terminate_sessions(self, role: str) -> int: ...
+    def terminate_sessions(self, role: str, started_before: datetime | None = None) -> int:
+        """End the role's sessions (only those begun before ``started_before``, if given)."""
+        ...
 
     def ensure_login_role(self, role: str, member_of: str) -> bool:
         """Create a LOGIN role that inherits ``member_of``; False when it already existed."""

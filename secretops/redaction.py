@@ -35,7 +35,9 @@ _MIN_LENGTH = 8  # shorter strings are too common to mask safely and are never r
 
 _lock = threading.Lock()
 _values: set[str] = set()
+_forms: set[str] = set()
 _patterns: tuple[str, ...] = ()
+_loggers_at_install = -1
 
 
 def _written_forms(value: str) -> set[str]:
@@ -53,9 +55,10 @@ def remember(value: str) -> None:
         if value in _values:
             return
         _values.add(value)
-        forms = {form for known in _values for form in _written_forms(known)}
-        _patterns = tuple(sorted(forms, key=len, reverse=True))
-    install()
+        _forms.update(_written_forms(value))
+        _patterns = tuple(sorted(_forms, key=len, reverse=True))
+    if len(logging.Logger.manager.loggerDict) != _loggers_at_install:
+        install()
 
 
 def known_values() -> frozenset[str]:
@@ -126,6 +129,8 @@ def _all_handlers() -> list[logging.Handler]:
 def install(logger_names: Iterable[str] = LOGGER_NAMES) -> None:
     """Install the filter on the given loggers and on every handler of every logger
     (idempotent: call it again after logging is reconfigured or a handler is added)."""
+    global _loggers_at_install
+    _loggers_at_install = len(logging.Logger.manager.loggerDict)
     for name in logger_names:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

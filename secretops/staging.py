@@ -4,8 +4,10 @@ version in every store of an environment, so the rotation finds it in its first 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from secretops.errors import NotRetryable
+from secretops.inventory import Inventory
 from secretops.models import Credential, SecretValue
 from secretops.ports import SecretStore
 
@@ -26,3 +28,32 @@ def stage_key(stores: Sequence[SecretStore], value: SecretValue) -> list[str]:
     credential = Credential(value)
     return [f"{store.name}: pending version {store.stage_pending(credential).version_id}"
             for store in stores]
+
+
+@dataclass(frozen=True)
+class PersonInstructions:
+    """What a person needs to create the key: where, how to name it, what it looks like."""
+
+    console_url: str
+    key_name: str
+    key_prefix: str | None
+
+    def markdown(self, secret: str, environment: str) -> str:
+        return (
+            f"### A new {secret} key is needed for **{environment}**\n\n"
+            f"1. Open {self.console_url} and create a key named `{self.key_name}`.\n"
+            f"2. Paste it below. It starts with `{self.key_prefix or ''}`.\n\n"
+            "The key is stored as the pending version and deleted from this run's input at "
+            "once; the old key keeps working until the new one is verified."
+        )
+
+
+def person_instructions(inventory: Inventory, secret: str, environment: str) -> PersonInstructions:
+    settings = inventory.provider_settings(secret)
+    console = getattr(settings, "console_url", None)
+    prefix = getattr(settings, "key_prefix", None)
+    return PersonInstructions(
+        console_url=str(console or "the provider's console"),
+        key_name=f"secretops-{inventory.application}-{environment}-{secret}",
+        key_prefix=prefix,
+    )

@@ -9,6 +9,8 @@ switches user and password together, so every connection works at every moment.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from secretops.errors import SecretopsError, VerificationFailed
 from secretops.models import Credential, DbStrategy, Stage
 from secretops.passwords import generate_password
@@ -98,11 +100,16 @@ def verify_new_login(secret: str, environment: str, inventory: str) -> list[str]
 
 @runbook_step("Invalidate old password")
 def invalidate_old_password(
-    secret: str, environment: str, inventory: str, terminate_old_sessions: bool
+    secret: str,
+    environment: str,
+    inventory: str,
+    terminate_old_sessions: bool,
+    password_set_at: datetime | None = None,
 ) -> list[str]:
     """Finish: the previous credentials stop working (alternating: the previous user's password
-    is removed; single: it was replaced in step 2), optionally their sessions are ended, and the
-    pending marker is cleared."""
+    is removed; single: it was replaced in step 2), optionally the sessions opened with them
+    are ended (alternating: every session of the previous user; single: the role's sessions
+    that began before ``password_set_at``), and the pending marker is cleared."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     database = wiring.database(environment)
@@ -118,7 +125,12 @@ def invalidate_old_password(
             raise VerificationFailed(f"{old_user} still logs in with the old password")
         evidence.append(f"{old_user} refuses the old password")
         if terminate_old_sessions:
-            ended = database.terminate_sessions(old_user) if old_user != new_user else 0
+            if old_user != new_user:
+                ended = database.terminate_sessions(old_user)
+            elif password_set_at is not None:
+                ended = database.terminate_sessions(old_user, started_before=password_set_at)
+            else:
+                ended = 0
             evidence.append(f"ended {ended} session(s) of {old_user}")
     for store in stores:
         store.clear_pending()

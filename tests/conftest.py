@@ -15,7 +15,7 @@ import pytest
 from sandbox import manager
 from sandbox.kubectl import kubectl_path
 
-pytest_plugins = ["tests.fixtures_prefect"]
+pytest_plugins = ["tests.fixtures_prefect", "tests.deploy.stack"]
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import watch as kube_watch
 
-from secretops.adapters import kube_access, kube_rollout
+from secretops.adapters import kube_access, kube_eso, kube_rollout
 from secretops.adapters.retry import is_transient_status
 from secretops.errors import NotRetryable, Retryable
 from secretops.models import AccessEvent, AccessGrant, PodLog, RolloutStatus, SecretValue
@@ -133,7 +133,7 @@ class KubeCluster:
         self.rbac = client.RbacAuthorizationV1Api(self._api_client)
         self._audit_log = audit_log
         self._environments = dict(environments or {})
-        self._eso_version: str | None = None
+        self.eso_version: str | None = None
         self._label = context or "default"
 
     def __repr__(self) -> str:
@@ -313,81 +313,13 @@ class KubeCluster:
 
     # External Secrets Operator
 
-    def _external_secret(self, namespace: str, name: str) -> tuple[str, dict[str, Any]]:
-        target = f"{namespace}/{name}"
-        versions = [self._eso_version] if self._eso_version else ["v1", "v1beta1"]
-        for version in versions:
-            found = self.get(
-                "get externalsecret",
-                target,
-                self.custom.get_namespaced_custom_object,
-                "external-secrets.io",
-                version,
-                namespace,
-                "externalsecrets",
-                name,
-            )
-            if found is not None:
-                self._eso_version = version
-                return version, found
-        raise KubeRefused(f"Kubernetes externalsecret {target} not found", 404)
-
     def force_sync_external_secret(self, namespace: str, name: str) -> str:
-        """Set the ``force-sync`` annotation to the unix time (moved forward if it already
-        holds that second); returns the ``refreshTime`` before."""
-        version, found = self._external_secret(namespace, name)
-        before = str((found.get("status") or {}).get("refreshTime") or "")
-        last = parse_time(before)
-        if last is not None and last >= datetime.now(UTC).replace(microsecond=0):
-            time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)  # refreshTime has 1 s steps
-        annotations = (found.get("metadata") or {}).get("annotations") or {}
-        stamp = int(time.time())
-        if str(stamp) == annotations.get("force-sync"):
-            stamp += 1
-        patch = {"metadata": {"annotations": {"force-sync": str(stamp)}}}
-        self.call(
-            "annotate externalsecret",
-            f"{namespace}/{name}",
-            self.custom.patch_namespaced_custom_object,
-            "external-secrets.io",
-            version,
-            namespace,
-            "externalsecrets",
-            name,
-            patch,
-            _content_type=MERGE_PATCH,
-        )
-        return before
+        return kube_eso.force_sync(self, namespace, name)
 
     def wait_external_secret_synced(
         self, namespace: str, name: str, after: str, timeout: float
     ) -> str:
-        """Poll until the Ready condition is ``SecretSynced`` with a ``refreshTime`` newer than
-        ``after``; returns that refreshTime. Raises :class:`KubeUnavailable` on timeout."""
-        deadline = time.monotonic() + timeout
-        threshold = parse_time(after)
-        reason = "no status yet"
-        while True:
-            _, found = self._external_secret(namespace, name)
-            status = found.get("status") or {}
-            refreshed = parse_time(status.get("refreshTime"))
-            ready = next(
-                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
-            )
-            if ready is not None:
-                reason = f"Ready={ready.get('status')} reason {ready.get('reason')}"
-                newer = refreshed is not None and (threshold is None or refreshed > threshold)
-                if (
-                    ready.get("status") == "True"
-                    and ready.get("reason") == "SecretSynced"
-                    and newer
-                ):
-                    return str(status.get("refreshTime"))
-            if time.monotonic() >= deadline:
-                raise KubeUnavailable(
-                    f"ExternalSecret {namespace}/{name} did not sync within {timeout:g}s ({reason})"
-                )
-            time.sleep(0.25)
+        return kube_eso.wait_synced(self, namespace, name, after, timeout)
 
     # Access audit
 

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -163,14 +164,17 @@ class PostgresDatabase:
         text = str(exc)
         return exc.sqlstate in _REFUSED_STATES or any(t in text for t in _REFUSED_TEXTS)
 
-    def terminate_sessions(self, role: str) -> int:
-        """End every session of ``role`` (``pg_terminate_backend``); returns how many."""
+    def terminate_sessions(self, role: str, started_before: datetime | None = None) -> int:
+        """End every session of ``role`` (``pg_terminate_backend``), or only those that began
+        before ``started_before`` (the ones that logged in with a password since replaced);
+        returns how many."""
         check_role(role)
         with self._admin("terminate sessions", role) as cursor:
             cursor.execute(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE usename = %s AND pid <> pg_backend_pid()",
-                (role,),
+                " WHERE usename = %s AND pid <> pg_backend_pid()"
+                " AND (%s::timestamptz IS NULL OR backend_start < %s::timestamptz)",
+                (role, started_before, started_before),
             )
             row = cursor.fetchone()
         return int(str(row[0])) if row else 0

@@ -20,8 +20,10 @@ from --inventory, else $SECRETOPS_INVENTORY, else ./inventory.yaml.
 Examples:
   secretops quickstart                                 boot the sandbox and rotate everything
   secretops sandbox up --dir .sandbox                  start the local outside world
+  secretops setup                                      work pools, locks, blocks, automations
   secretops rotate api-key openai --env staging        rotate one key, verify, revoke the old
   secretops rotate db-password --env production        rotate without downtime (alternating)
+  secretops leak openai --all-envs --since 2026-11-28T10:00Z   revoke now, replace, audit
   secretops scan --inventory .sandbox/inventory.yaml   prove no secret value reached Prefect
 """
 
@@ -119,6 +121,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the old credentials' sessions after the switch")
     p.add_argument("--reason", default="scheduled rotation", help="recorded in the report")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+    p = command("setup", "prepare the Prefect server: work pools, per-secret locks, credential "
+                "blocks from environment variables, notification and automations (idempotent)",
+                commands.setup)
+    p.add_argument("--project-dir", default=".", metavar="PATH",
+                   help="where the process pool runs flows (default: the current folder)")
+    p.add_argument("--image", default=None, help="Kubernetes pool: the flows' image")
+    p.add_argument("--service-account", default=None,
+                   help="Kubernetes pool: the jobs' service account")
+    p.add_argument("--namespace", default=None, help="Kubernetes pool: the jobs' namespace")
+
+    p = command("leak", "respond to a leaked secret: revoke at once, replace everywhere, audit "
+                "the access logs, draft a post-mortem", commands.leak)
+    p.add_argument("secret", help="secret id from the inventory (openai, anthropic, db-password)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--env", action="append", choices=["development", "staging", "production"],
+                       help="an environment holding the leaked value (repeatable)")
+    where.add_argument("--all-envs", action="store_true", help="every environment holding it")
+    p.add_argument("--since", default=None, metavar="TIME",
+                   help="when the exposure began, ISO 8601 (e.g. 2026-11-28T10:00Z); the audit "
+                   "reads the logs from then (default: the last 30 days)")
+    p.add_argument("--reason", default="leak reported", help="recorded in the post-mortem")
+    p.add_argument("--drill", action="store_true", help="an incident drill: marked as such")
+    p.add_argument("--postmortem-dir", default=None, metavar="DIR",
+                   help="where the post-mortem goes (default: postmortems/ beside the inventory)")
+
+    command("audit", "who can read the secrets (RBAC, IAM) against the inventory's policy; "
+            "exits 1 when the policy is broken", commands.audit)
+
+    p = command("break-glass", "Lost Access: check the emergency credentials, wait until access "
+                "is restored, then rotate what the emergency identity could read",
+                commands.break_glass)
+    p.add_argument("--who", required=True, help="the person using the emergency credentials")
+    p.add_argument("--why", required=True, help="why normal access is not enough")
 
     p = command("unlock", "free a secret's lock after the run holding it died (SIGKILL, lost "
                 "machine); refuses while a run of that secret is live", commands.unlock)

@@ -97,6 +97,39 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     return runs.rotate_db_password(args)
 
 
+def setup(args: argparse.Namespace) -> int:
+    from secretops.inventory import load_inventory
+    from secretops.setup import KubernetesJob, run_setup
+
+    inv = load_inventory(args.inventory)
+    defaults = KubernetesJob()
+    job = KubernetesJob(image=args.image or defaults.image,
+                        service_account=args.service_account or defaults.service_account,
+                        namespace=args.namespace or defaults.namespace)
+    report = run_setup(inv, Path(args.inventory), Path(args.project_dir), job)
+    for line in report.lines():
+        _out(line)
+    return 0
+
+
+def leak(args: argparse.Namespace) -> int:
+    from secretops.cli import runs
+
+    return runs.leak(args)
+
+
+def audit(args: argparse.Namespace) -> int:
+    from secretops.cli import runs
+
+    return runs.audit(args)
+
+
+def break_glass(args: argparse.Namespace) -> int:
+    from secretops.cli import runs
+
+    return runs.break_glass(args)
+
+
 def unlock(args: argparse.Namespace) -> int:
     from secretops.errors import SecretopsError
     from secretops.prefect_setup import lock_holders, release_lock

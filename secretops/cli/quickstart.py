@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from secretops.errors import SecretopsError
+from secretops.models import Environment
 
 
 def _say(text: str = "") -> None:
@@ -56,6 +56,7 @@ def run(directory: Path) -> int:
 
 
 def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
+    from flows.common import ApiKeySecret
     from flows.rotate_api_key import rotate_api_key
     from flows.rotate_db_password import rotate_db_password
     from secretops import redaction
@@ -66,13 +67,14 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
     inventory = info["inventory"]
     ensure_concurrency_limits(load_inventory(inventory))
     plan: list[tuple[str, Callable[[], Any]]] = []
-    for env in ("development", "staging", "production"):
-        plan.append((f"rotate-api-key openai ({env})",
-                     lambda env=env: rotate_api_key("openai", env, inventory=inventory)))
-        plan.append((f"rotate-api-key anthropic ({env})",
-                     lambda env=env: _rotate_anthropic(info, env)))
-        plan.append((f"rotate-db-password ({env})",
-                     lambda env=env: rotate_db_password(env, inventory=inventory)))
+    for env in Environment:
+        plan += [
+            (f"rotate-api-key openai ({env})",
+             partial(rotate_api_key, ApiKeySecret.openai, env, inventory=inventory)),
+            (f"rotate-api-key anthropic ({env})", partial(_rotate_anthropic, info, env)),
+            (f"rotate-db-password ({env})",
+             partial(rotate_db_password, env, inventory=inventory)),
+        ]
     results = []
     for name, call in plan:
         begun = time.monotonic()
@@ -88,22 +90,22 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
     return results
 
 
-def _rotate_anthropic(info: dict[str, Any], environment: str) -> Any:
+def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
     """Anthropic keys are created by a person in the console: the sandbox's console stands in
     for that person, and the key is staged as the CLI's hidden prompt would stage it."""
+    from flows.common import ApiKeySecret
     from flows.rotate_api_key import rotate_api_key
     from secretops.inventory import load_inventory
     from secretops.models import SecretValue
     from secretops.staging import stage_key
     from secretops.wiring import Wiring
 
-    name = f"secretops-intelliprompt-{environment}-anthropic"
-    response = httpx.post(f"{info['providers']['console']}/keys", json={"name": name},
-                          timeout=10)
-    response.raise_for_status()
+    from sandbox.manager import mint_console_key
+
+    key = SecretValue(mint_console_key(info, f"secretops-intelliprompt-{environment}-anthropic"))
     wiring = Wiring(load_inventory(info["inventory"]))
-    stage_key(wiring.stores("anthropic", environment), SecretValue(response.json()["key"]))
-    return rotate_api_key("anthropic", environment, inventory=info["inventory"])
+    stage_key(wiring.stores("anthropic", environment), key)
+    return rotate_api_key(ApiKeySecret.anthropic, environment, inventory=info["inventory"])
 
 
 def _scan(info: dict[str, Any], directory: Path) -> bool:

@@ -25,7 +25,7 @@ def _prepare(inventory: str) -> str:
 
 
 def _finish(run: object) -> int:
-    from prefect.states import State
+    from prefect.client.schemas.objects import State
 
     if isinstance(run, State):
         print(run.message or run.name, flush=True)
@@ -55,12 +55,46 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     return _finish(result)
 
 
+def leak(args: argparse.Namespace) -> int:
+    """The flow starts at once and revokes before anything else; the report time is this
+    command's start, so the post-mortem shows the time from the command to revocation."""
+    from datetime import UTC, datetime
+
+    reported_at = datetime.now(UTC)
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    from flows.respond_to_leak import respond_to_leak as flow
+
+    path = _prepare(args.inventory)
+    result = flow(secret=args.secret, environments=None if args.all_envs else args.env,
+                  exposed_since=since, reason=args.reason, drill=args.drill,
+                  reported_at=reported_at, postmortem_dir=args.postmortem_dir, inventory=path)
+    return _finish(result)
+
+
+def audit(args: argparse.Namespace) -> int:
+    from flows.audit_access import audit_access as flow
+
+    path = _prepare(args.inventory)
+    state = flow(inventory=path, return_state=True)
+    print(state.message or state.name, flush=True)
+    return 0 if state.is_completed() else 1
+
+
+def break_glass(args: argparse.Namespace) -> int:
+    from flows.break_glass import break_glass as flow
+
+    path = _prepare(args.inventory)
+    return _finish(flow(who=args.who, why=args.why, inventory=path))
+
+
 def _ask_for_key_if_needed(secret: str, environment: str, inventory: str) -> None:
     """A provider without a key API (Anthropic): read the new key with a hidden prompt and
     stage it as pending before the flow starts, so it never becomes a parameter."""
     from secretops.inventory import load_inventory
     from secretops.models import SecretValue, Stage
-    from secretops.staging import check_shape, stage_key
+    from secretops.staging import check_shape, person_instructions, stage_key
     from secretops.wiring import Wiring
 
     inv = load_inventory(inventory)
@@ -69,17 +103,17 @@ def _ask_for_key_if_needed(secret: str, environment: str, inventory: str) -> Non
     stores = wiring.stores(secret, environment)
     if provider.can_create_keys or any(s.read(Stage.pending) for s in stores):
         return
-    settings = inv.provider_settings(secret)
+    person = person_instructions(inv, secret, environment)
     if not sys.stdin.isatty():
         raise SecretopsError(
-            f"a new {secret} key must be created by a person at {settings.console_url}; run this "
+            f"a new {secret} key must be created by a person at {person.console_url}; run this "
             "command in a terminal to paste it, or start the run from the Prefect UI and use "
             "its form"
         )
-    print(f"Create a key named secretops-{inv.application}-{environment}-{secret} at "
-          f"{settings.console_url}, then paste it (input is hidden).", flush=True)
+    print(f"Create a key named {person.key_name} at {person.console_url}, then paste it "
+          "(input is hidden).", flush=True)
     value = SecretValue(getpass.getpass(f"new {secret} key: ").strip())
-    check_shape(value, settings.key_prefix)
+    check_shape(value, person.key_prefix)
     if not provider.check_key(value):
         raise SecretopsError(f"the provider refuses that key ({value.fingerprint()}); "
                              "nothing was changed")

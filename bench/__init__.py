@@ -1,0 +1,2 @@
+"""Benchmarks that print figures: secretops against the runbook by hand, time to revoke a
+leaked key, fleet scaling, and start-up and Prefect overhead. ``python -m bench``."""

@@ -1,0 +1,130 @@
+"""What every benchmark shares: a fresh sandbox and Prefect server, a load generator on a
+service endpoint, tables on stdout and JSON in ``bench/results/``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Bench:
+    """A running sandbox and Prefect server, with this process pointed at both."""
+
+    directory: Path
+    info: dict[str, Any]
+    api_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def world(keep: bool = False) -> Iterator[Bench]:
+    """Boot a sandbox and a Prefect server in a fresh folder; stop both afterwards."""
+    from sandbox import manager
+
+    from secretops import local_prefect
+    from secretops.inventory import load_inventory
+    from secretops.prefect_setup import ensure_concurrency_limits
+
+    directory = Path(tempfile.mkdtemp(prefix="secretops-bench-"))
+    began = time.monotonic()
+    info, _ = manager.up(directory)
+    server = local_prefect.start(directory, port=_free_port())
+    os.environ.update({"PREFECT_API_URL": server["api_url"],
+                       "SECRETOPS_INVENTORY": info["inventory"],
+                       "PREFECT_LOGGING_LEVEL": "WARNING"})
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server["api_url"]}):
+            ensure_concurrency_limits(load_inventory(info["inventory"]))
+            print(f"sandbox and Prefect server up in {time.monotonic() - began:.1f} s "
+                  f"({directory})", flush=True)
+            yield Bench(directory, info, server["api_url"])
+    finally:
+        if not keep:
+            local_prefect.stop(directory)
+            manager.down(directory)
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Load:
+    """Steady requests to a service endpoint from a background thread, counting failures
+    (each request is a fresh database login and a provider call made by a ready pod)."""
+
+    def __init__(self, url: str, interval: float = 0.01) -> None:
+        self.url, self.interval = url, interval
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                self.result.sent += 1
+                try:
+                    response = client.get(self.url)
+                    ok = response.status_code == 200
+                    reason = "" if ok else str(response.json().get("error", response.status_code))
+                except (httpx.HTTPError, ValueError) as exc:
+                    ok, reason = False, type(exc).__name__
+                if not ok:
+                    self.result.failed += 1
+                    self.result.errors[reason] = self.result.errors.get(reason, 0) + 1
+                time.sleep(self.interval)
+
+    def __enter__(self) -> LoadResult:
+        self._thread.start()
+        return self.result
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2) if values else float("nan")
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table (also valid markdown)."""
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
+    out = [f"\n### {title}\n", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(row) for row in cells[1:]]
+    return "\n".join(out)
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
