@@ -42,7 +42,6 @@ def _free_port() -> int:
 def world(keep: bool = False) -> Iterator[Bench]:
     """Boot a sandbox and a Prefect server in a fresh folder; stop both afterwards."""
     from sandbox import manager
-
     from secretops import local_prefect
     from secretops.inventory import load_inventory
     from secretops.prefect_setup import ensure_concurrency_limits
@@ -117,7 +116,10 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table (also valid markdown)."""
     cells = [header, *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
     out = [f"\n### {title}\n", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(row) for row in cells[1:]]
     return "\n".join(out)

@@ -121,9 +121,13 @@ def respond_to_leak(
     postmortem_dir: str | None = None,
     inventory: str | None = None,
     person_timeout_seconds: int = 3600,
+    revoked_before: dict[str, list[str]] | None = None,
+    revoked_before_at: datetime | None = None,
 ) -> str:
     """Respond to a leaked secret in the given environments (default: every environment that
-    holds it); see the module doc. Returns the post-mortem file's path."""
+    holds it); see the module doc. ``revoked_before`` is the evidence (ids, fingerprints,
+    last use; never a value) of a revocation the CLI did before the run started, at
+    ``revoked_before_at``. Returns the post-mortem file's path."""
     path = inventory_path(inventory)
     secret_id = LeakedSecret(secret).value
     envs = [Environment(e).value for e in environments or inventory_at(path).environments_of(
@@ -134,6 +138,11 @@ def respond_to_leak(
         since = since.replace(tzinfo=UTC)
     window_start = exposed_since or reported - AUDIT_WINDOW_WITHOUT_SINCE
     pm = PostMortem(secret_id, envs, reported, window_start, reason, drill, str(flow_run.id))
+    if revoked_before and revoked_before_at:
+        took = (revoked_before_at - reported).total_seconds()
+        for env, evidence in revoked_before.items():
+            pm.add(env, StepResult("1. Revoke compromised secret (by the CLI, before the run)",
+                                   reported, took, "ok", tuple(evidence)))
     revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since) for env in envs})
     failed = _record(pm, revoked)
     with concurrency(secret_lock(secret_id), occupy=1, strict=True):

@@ -14,12 +14,12 @@ revokes the new key and fails the run with what happened and what to do.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
-from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 from pydantic import Field, SecretStr
 
@@ -90,7 +90,9 @@ def rotate_api_key(
             report.add(revoke_new_key(secret_id, env, path))
             report.outcome = "failed: the new key was refused; nothing changed"
             publish(report, f"rotate-{secret_id}-{env}")
-            raise RotationFailed(f"{exc}; nothing was changed. Create a new key and rerun.") from None
+            raise RotationFailed(
+                f"{exc}; nothing was changed. Create a new key and rerun."
+            ) from None
         try:
             report.add(update_secret(secret_id, env, path))
             report.add(sync_external_secret(secret_id, env, path))
@@ -140,7 +142,9 @@ def wait_for_person_if_needed(
     logger.info("waiting up to %s s for a person to provide the new %s key", timeout, secret)
     try:
         answer = pause_flow_run(
-            wait_for_input=NewKey.with_initial_data(description=person.markdown(secret, environment)),
+            wait_for_input=NewKey.with_initial_data(
+                description=person.markdown(secret, environment)
+            ),
             timeout=timeout, key=pause_key,
         )
     except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause

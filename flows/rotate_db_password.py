@@ -90,6 +90,13 @@ def rotate_db_password(
                 "and rerun."
             ) from None
         password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
+        if chosen is DbStrategy.single:
+            window = restart.started_at + timedelta(seconds=restart.seconds) - password_set_at
+            report.notes.append(
+                f"single-user strategy: new connections made with the old password were refused "
+                f"for {window.total_seconds():.1f} s (password change to end of restart); "
+                "requests that needed one failed"
+            )
         report.add(invalidate_old_password(secret, env, path, terminate_old_sessions,
                                            password_set_at))
     report.outcome = "rotated: the new credentials are current and verified, the old refused"

@@ -98,7 +98,7 @@ def leak_automation(deployment: UUID) -> Any:
             deployment_id=deployment,
             parameters={
                 "secret": _jinja("{{ event.payload.secret }}"),
-                "environments": _jinja("{{ event.payload.environments }}"),
+                "environments": _jinja("{{ event.payload.environments | tojson }}"),
                 "reason": _jinja("{{ event.payload.reason }}"),
             },
         )],

@@ -3,6 +3,7 @@ its home and SQLite database under a folder of ours, recorded in ``DIR/prefect.j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,10 +101,8 @@ def stop(directory: Path) -> bool:
         info = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(info["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

@@ -47,8 +47,10 @@ class SecretStore(Protocol):
         ...
 
     def promote_pending(self) -> StoredVersion:
-        """PENDING becomes CURRENT and CURRENT becomes PREVIOUS. With no pending version and
-        a current one, returns the current one (already promoted)."""
+        """PENDING becomes CURRENT and CURRENT becomes PREVIOUS. PENDING stays marked (on the
+        version that is now current) until :meth:`clear_pending` finishes the rotation, so a
+        rerun sees the promotion done and a rollback knows what failed. With PENDING already
+        current, or no pending version at all, returns the current version."""
         ...
 
     def restore_previous(self, failed: Credential) -> StoredVersion:

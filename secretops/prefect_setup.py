@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from secretops.inventory import Inventory
 
 
@@ -50,10 +52,8 @@ def release_lock(secret: str) -> None:
 
     name = lock_name(secret)
     with get_client(sync_client=True) as client:
-        try:
+        with contextlib.suppress(ObjectNotFound):
             client.delete_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            pass
         client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name=name, limit=1, active=True)
         )

@@ -119,3 +119,21 @@ def find_secret_readers(environment: str, inventory: str) -> list[Finding]:
     """Every grant to read secrets in the environment, judged against the policy."""
     allowed = inventory_at(inventory).allowed_groups(environment)
     return [judge(g, allowed) for g in readers(None, environment, inventory)]
+
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+@runbook_step("Check the emergency credentials (Secret names only)", retries=2)
+def check_emergency_access(environment: str, inventory: str) -> list[str]:
+    """``kubectl --context emergency-admin get secrets -n NS``: the server-side table that
+    kubectl prints carries names, never data. Fails when the emergency identity cannot list."""
+    namespace = inventory_at(inventory).namespace(environment)
+    if namespace is None:
+        return [f"{environment} keeps its secrets in local files: nothing to check"]
+    cluster = wiring_for(inventory).cluster(emergency=True)
+    table = cluster.call("list secrets (names)", namespace, cluster.core.list_namespaced_secret,
+                         namespace, _headers={"Accept": TABLE_ACCEPT})
+    names = sorted(str(row["cells"][0]) for row in table.get("rows") or [])
+    return [f"emergency identity lists {len(names)} Secret(s) in {namespace}: "
+            f"{', '.join(names)}"]

@@ -105,10 +105,16 @@ class ServerProcess:
             "--lifespan", "on",
             "--log-level", "warning",
         ]  # fmt: skip
+        env = _server_env(home, self.database_path)
+        # the UI (tests/ui) calls the API where this server really answers
+        # (an ephemeral server serves no UI: run as a standing one, without the scheduler)
+        env.pop("PREFECT__SERVER_EPHEMERAL")
+        env.update({"PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": self.api_url,
+                    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"})
         with listener, self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
-                env=_server_env(home, self.database_path),
+                env=env,
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

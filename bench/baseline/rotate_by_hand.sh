@@ -7,7 +7,7 @@
 #
 # Endpoints and credential files come from the environment (bench/baseline.py sets them from
 # sandbox.json): KUBECTL KUBECONFIG NS OPENAI_URL OPENAI_PROJECT OPENAI_ADMIN_KEY_FILE PSQL
-# PGHOST PGPORT PGUSER PGADMIN_PASSWORD_FILE DB_ROLE DB_NAME.
+# PGHOST PGPORT PGUSER PGADMIN_PASSWORD_FILE.
 #
 # Where the runbook puts a secret on a command line (kubectl patch -p, curl -H), this script
 # passes it through a file of mode 0600 instead (--patch-file, -H @file), so the baseline does
@@ -54,6 +54,8 @@ rotate_api_key() {
 }
 
 rotate_db_password() {
+  step "0. Read the login (kubectl get secret db-credentials)"
+  DB_ROLE=$(K get secret db-credentials -o jsonpath='{.data.username}' | base64 -d)
   step "1. Create new password (openssl rand -base64 32)"
   NEW_PASS=$(openssl rand -base64 32)
   step "2. Update in database (psql: ALTER USER ... WITH PASSWORD)"

@@ -2,7 +2,9 @@
 
 A rotation keeps every version in Secrets Manager and moves labels: the new value is put with
 ``AWSPENDING``; promotion moves ``AWSCURRENT`` onto it (Secrets Manager moves ``AWSPREVIOUS``
-onto the old current by itself) and then drops ``AWSPENDING``. Values are always read by
+onto the old current by itself); ``AWSPENDING`` stays on that version until the rotation
+finishes (``clear_pending``), so a rerun sees the promotion done and a rollback knows which
+version failed. Values are always read by
 stage, never by "latest". A secret may hold a plain string or a JSON object; with
 ``json_key`` only that key (and ``username_json_key``) is ours and the other keys are kept.
 """
@@ -212,11 +214,8 @@ class AwsSecretStore:
         stages = self._stages()
         pending = next((v for v, s in stages.items() if Stage.pending.value in s), None)
         current = next((v for v, s in stages.items() if Stage.current.value in s), None)
-        if pending is None:
-            return self._required(Stage.current)
-        if pending != current:
+        if pending is not None and pending != current:
             self._move(Stage.current, pending, current)
-        self._move(Stage.pending, None, pending)
         return self._required(Stage.current)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:

@@ -13,6 +13,7 @@ concurrent change answers 409 and the write is redone from a fresh read.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -127,10 +128,6 @@ class KubeCluster:
         environments: Mapping[str, str] | None = None,
     ) -> None:
         self._api_client = build_api_client(kubeconfig, context)
-        self.core = client.CoreV1Api(self._api_client)
-        self.apps = client.AppsV1Api(self._api_client)
-        self.custom = client.CustomObjectsApi(self._api_client)
-        self.rbac = client.RbacAuthorizationV1Api(self._api_client)
         self._audit_log = audit_log
         self._environments = dict(environments or {})
         self.eso_version: str | None = None
@@ -138,6 +135,39 @@ class KubeCluster:
 
     def __repr__(self) -> str:
         return f"KubeCluster(context={self._label!r})"
+
+    # The generated API classes are built on first use: importing one builds hundreds of
+    # models and takes seconds, which a leak's revocation (a Secret read) must not wait for.
+
+    @functools.cached_property
+    def core(self) -> Any:
+        return client.CoreV1Api(self._api_client)
+
+    @functools.cached_property
+    def apps(self) -> Any:
+        return client.AppsV1Api(self._api_client)
+
+    @functools.cached_property
+    def custom(self) -> Any:
+        return client.CustomObjectsApi(self._api_client)
+
+    @functools.cached_property
+    def rbac(self) -> Any:
+        return client.RbacAuthorizationV1Api(self._api_client)
+
+    def _get_path(self, path: str, *, _preload_content: bool = False,
+                  _request_timeout: Any = None) -> Any:
+        """GET one API path, as the generated methods do (same auth, same errors), without
+        the generated classes: for :meth:`get_secret`."""
+        method, url, headers, _, _ = self._api_client.param_serialize(
+            method="GET", resource_path=path, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self._api_client.call_api(method, url, header_params=headers,
+                                             _request_timeout=_request_timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return response
 
     def close(self) -> None:
         self._api_client.close()
@@ -194,9 +224,8 @@ class KubeCluster:
     # Secrets
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(
-            "get secret", f"{namespace}/{name}", self.core.read_namespaced_secret, name, namespace
-        )
+        return self.get("get secret", f"{namespace}/{name}", self._get_path,
+                        f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
         secret = self.get_secret(namespace, name)

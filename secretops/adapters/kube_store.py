@@ -6,9 +6,10 @@ The Secret itself holds CURRENT. PENDING and PREVIOUS live in companion Secrets 
 of one Secret (``openai`` and ``anthropic`` of ``api-keys``) share the companions.
 
 Promotion writes PREVIOUS first (the value about to be replaced), then the target Secret in
-one patch (value and username together), then clears PENDING. A run that dies between any
-two writes and runs again finds PENDING already current, skips the writes that happened, and
-finishes; the old value is never lost because PREVIOUS is written before it is replaced.
+one patch (value and username together). PENDING stays until the rotation finishes
+(``clear_pending``): a rerun finds PENDING already current and skips the writes, a rollback
+knows which value failed, and the old value is never lost because PREVIOUS is written before
+it is replaced.
 """
 
 from __future__ import annotations
@@ -128,7 +129,6 @@ class KubernetesSecretStore:
             if current is not None:
                 self._write(Stage.previous, current)
             self._write(Stage.current, pending)
-        self._write(Stage.pending, None)
         return self._required(Stage.current, self.read(Stage.current))
 
     def restore_previous(self, failed: Credential) -> StoredVersion:

@@ -7,14 +7,17 @@
   the console); they are listed with their ``partial_key_hint`` and revoked by setting their
   status to ``inactive``.
 
-Every failure becomes :class:`ProviderUnavailable` (429, 5xx, timeouts, connection errors:
-retry) or :class:`ProviderRefused` (400, 401, 403, 404: do not). Their messages name the
-provider, the call, the HTTP status and the provider's error type, and never a key or a
-response body, which can echo part of a key.
+Idempotent calls (reads, deletes, a status change) are tried up to three times on 429, 5xx
+and connection errors; a key creation is sent once. Every failure then becomes
+:class:`ProviderUnavailable` (429, 5xx, timeouts, connection errors: retry later) or
+:class:`ProviderRefused` (400, 401, 403, 404: do not). Their messages name the provider, the
+call, the HTTP status and the provider's error type, and never a key or a response body,
+which can echo part of a key.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -29,6 +32,8 @@ from secretops.models import NewProviderKey, ProviderKey, SecretValue
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 ANTHROPIC_VERSION = "2023-06-01"
 _PAGE = 100
+ATTEMPTS = 3
+BACKOFF_SECONDS = 0.2
 
 
 class ProviderUnavailable(Retryable):
@@ -105,13 +110,28 @@ class _HttpProvider(ABC):
         *,
         params: Mapping[str, str | int] | None = None,
         body: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        try:
-            return self._http.request(method, path, headers=headers, params=params, json=body)
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(
-                f"{self.provider} {call} failed: {type(exc).__name__}"
-            ) from None
+        """One request. An idempotent one (by default every method but POST) is tried up to
+        ``ATTEMPTS`` times while the provider answers 429/5xx or cannot be reached, waiting
+        a little longer each time; the last answer (or error) is the caller's."""
+        repeatable = method != "POST" if idempotent is None else idempotent
+        attempts = ATTEMPTS if repeatable else 1
+        attempt = 1
+        while True:
+            try:
+                response = self._http.request(
+                    method, path, headers=headers, params=params, json=body
+                )
+            except httpx.HTTPError as exc:
+                if attempt >= attempts:
+                    message = f"{self.provider} {call} failed: {type(exc).__name__}"
+                    raise ProviderUnavailable(message) from None
+            else:
+                if attempt >= attempts or not is_transient_status(response.status_code):
+                    return response
+            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            attempt += 1
 
     def _failure(self, call: str, response: httpx.Response) -> Exception:
         kind = _error_type(response)
@@ -129,8 +149,17 @@ class _HttpProvider(ABC):
         *,
         params: Mapping[str, str | int] | None = None,
         body: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
     ) -> dict[str, Any]:
-        response = self._send(call, method, path, self._admin_headers(), params=params, body=body)
+        response = self._send(
+            call,
+            method,
+            path,
+            self._admin_headers(),
+            params=params,
+            body=body,
+            idempotent=idempotent,
+        )
         if response.status_code >= 300:
             raise self._failure(call, response)
         try:
@@ -345,5 +374,5 @@ class AnthropicProvider(_HttpProvider):
         current = self._key(self._admin("get key", "GET", path))
         if current.status != "active":
             return False
-        self._admin("deactivate key", "POST", path, body={"status": "inactive"})
+        self._admin("deactivate key", "POST", path, body={"status": "inactive"}, idempotent=True)
         return True

@@ -7,14 +7,13 @@ request is not, because repeating it cannot change the answer.
 
 from __future__ import annotations
 
-import httpx
-import psycopg
-from botocore.exceptions import ClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
+from typing import TYPE_CHECKING
 
 from secretops.errors import NotRetryable, PendingConflict, Retryable
+
+if TYPE_CHECKING:
+    import psycopg
+    from botocore.exceptions import ClientError
 
 _TRANSIENT_AWS_CODES = frozenset(
     {
@@ -57,7 +56,16 @@ def _pg_refused(exc: psycopg.OperationalError) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` is a transient failure that a retry with backoff may fix."""
+    """True when ``exc`` is a transient failure that a retry with backoff may fix. The client
+    libraries are imported here, not with this module: the adapters import it for
+    :func:`is_transient_status`, and an adapter must not load every other one's library."""
+    import httpx
+    import psycopg
+    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
     if isinstance(exc, Retryable):
         return True
     if isinstance(exc, NotRetryable | PendingConflict):

@@ -20,7 +20,6 @@ def _say(text: str = "") -> None:
 
 def run(directory: Path) -> int:
     from sandbox import manager
-
     from secretops import local_prefect
 
     directory = directory.resolve()
@@ -95,12 +94,11 @@ def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
     for that person, and the key is staged as the CLI's hidden prompt would stage it."""
     from flows.common import ApiKeySecret
     from flows.rotate_api_key import rotate_api_key
+    from sandbox.manager import mint_console_key
     from secretops.inventory import load_inventory
     from secretops.models import SecretValue
     from secretops.staging import stage_key
     from secretops.wiring import Wiring
-
-    from sandbox.manager import mint_console_key
 
     key = SecretValue(mint_console_key(info, f"secretops-intelliprompt-{environment}-anthropic"))
     wiring = Wiring(load_inventory(info["inventory"]))
@@ -126,7 +124,6 @@ def _scan(info: dict[str, Any], directory: Path) -> bool:
 
 def stop(directory: Path) -> int:
     from sandbox import manager
-
     from secretops import local_prefect
 
     directory = directory.resolve()

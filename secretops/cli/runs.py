@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from secretops.errors import SecretopsError
@@ -58,19 +59,59 @@ def rotate_db_password(args: argparse.Namespace) -> int:
 def leak(args: argparse.Namespace) -> int:
     """The flow starts at once and revokes before anything else; the report time is this
     command's start, so the post-mortem shows the time from the command to revocation."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     reported_at = datetime.now(UTC)
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    revoked = _revoke_first(args.secret, args.env, str(Path(args.inventory).resolve()),
+                            since or reported_at)
+    revoked_at = datetime.now(UTC)
     from flows.respond_to_leak import respond_to_leak as flow
 
     path = _prepare(args.inventory)
     result = flow(secret=args.secret, environments=None if args.all_envs else args.env,
                   exposed_since=since, reason=args.reason, drill=args.drill,
-                  reported_at=reported_at, postmortem_dir=args.postmortem_dir, inventory=path)
+                  reported_at=reported_at, postmortem_dir=args.postmortem_dir, inventory=path,
+                  revoked_before=revoked, revoked_before_at=revoked_at if revoked else None)
     return _finish(result)
+
+
+def _revoke_first(secret: str, environments: list[str] | None, inventory: str,
+                  since: datetime) -> dict[str, list[str]] | None:
+    """Revoke before Prefect is even imported (it takes seconds to load): the flow's first
+    step then finds the credential revoked and records it. Needs the Prefect API's address in
+    ``$PREFECT_API_URL`` to read the responses' records (which keep a rerun from revoking a
+    replacement); without it the flow does the revocation."""
+    import os
+
+    import httpx
+
+    from secretops.inventory import load_inventory
+    from secretops.revocation import Record, record_name, revoke_everywhere
+    from secretops.wiring import Wiring
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        return None
+    inv = load_inventory(inventory)
+    envs = environments or [e.value for e in inv.environments_of(secret)]
+    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10) as client:
+
+        def read_record(secret_id: str, environment: str) -> Record | None:
+            answer = client.get(f"/variables/name/{record_name(secret_id, environment)}")
+            if answer.status_code == 404:
+                return None
+            answer.raise_for_status()
+            value = answer.json().get("value")
+            return value if isinstance(value, dict) else None
+
+        revoked = revoke_everywhere(Wiring(inv), secret, envs, read_record, since)
+    for environment, evidence in revoked.items():
+        for line in evidence:
+            print(f"revoked in {environment}: {line}", flush=True)
+    return revoked
 
 
 def audit(args: argparse.Namespace) -> int:

@@ -40,14 +40,22 @@ def test_plain_secret_full_rotation(secretsmanager: Any, secret_id: str) -> None
     assert promoted.version_id == staged.version_id
     assert _value(secretsmanager, secret_id, "AWSCURRENT") == "sk-new-value-0002"
     assert _value(secretsmanager, secret_id, "AWSPREVIOUS") == "sk-old-value-0001"
-    assert not any("AWSPENDING" in s for s in _stages(secretsmanager, secret_id).values())
+    # PENDING stays on the promoted version until the rotation finishes
+    assert sorted(_stages(secretsmanager, secret_id)[staged.version_id]) == [
+        "AWSCURRENT",
+        "AWSPENDING",
+    ]
     assert store.promote_pending().version_id == staged.version_id  # idempotent
 
-    restored = store.restore_previous(Credential(SecretValue("sk-new-value-0002")))
+    failed = store.read(Stage.pending)
+    assert failed is not None
+    restored = store.restore_previous(failed)
     assert restored.fingerprint == SecretValue("sk-old-value-0001").fingerprint()
     assert _value(secretsmanager, secret_id, "AWSCURRENT") == "sk-old-value-0001"
-    again_restored = store.restore_previous(Credential(SecretValue("sk-new-value-0002")))
-    assert again_restored.version_id == restored.version_id
+    assert store.restore_previous(failed).version_id == restored.version_id
+    store.clear_pending()
+    assert store.read(Stage.pending) is None
+    assert not any("AWSPENDING" in s for s in _stages(secretsmanager, secret_id).values())
 
 
 def test_json_secret_keeps_other_keys_and_username(secretsmanager: Any, secret_id: str) -> None:
@@ -60,6 +68,7 @@ def test_json_secret_keeps_other_keys_and_username(secretsmanager: Any, secret_i
 
     store.stage_pending(Credential(SecretValue("new-password-0002"), "app_b"))
     store.promote_pending()
+    store.clear_pending()
     now = json.loads(_value(secretsmanager, secret_id, "AWSCURRENT"))
     assert now == {"username": "app_b", "password": "new-password-0002", "host": "db"}
     before = json.loads(_value(secretsmanager, secret_id, "AWSPREVIOUS"))
@@ -82,7 +91,7 @@ def test_crash_between_label_moves_converges(secretsmanager: Any, secret_id: str
     )
     promoted = store.promote_pending()
     assert promoted.version_id == staged.version_id
-    assert store.read(Stage.pending) is None
+    assert _value(secretsmanager, secret_id, "AWSCURRENT") == "sk-new-value-0002"
     assert _value(secretsmanager, secret_id, "AWSPREVIOUS") == "sk-old-value-0001"
 
 

@@ -93,13 +93,20 @@ def test_restart_and_rollout_pick_up_the_new_value(
     assert cluster.pods_started_since(NS, app, datetime.now(UTC) + timedelta(hours=1)) == []
 
 
-def test_rollout_deadline_and_timeout(kube: KubeWorld, cluster: KubeCluster) -> None:
-    app, _ = _app(kube, secret_key="missing-key", replicas=1)
+def test_rollout_deadline_timeout_and_recovery(kube: KubeWorld, cluster: KubeCluster) -> None:
+    app, secret = _app(kube, secret_key="missing-key", replicas=1)
     early = cluster.wait_for_rollout(NS, app, timeout=0.5)
     assert not early.done and early.message.startswith("timed out after 0.5s")
     failed = cluster.wait_for_rollout(NS, app, timeout=30)
     assert failed.deadline_exceeded and not failed.done
     assert failed.message == f'deployment "{app}" exceeded its progress deadline'
+
+    store = KubernetesSecretStore(cluster, NS, secret, "missing-key")
+    store.stage_pending(Credential(SecretValue("now-it-exists-01")))
+    store.promote_pending()
+    cluster.restart_deployment(NS, app)
+    recovered = cluster.wait_for_rollout(NS, app, timeout=30)
+    assert recovered.done, recovered.message
 
 
 def _api_keys(kubectl_in: Callable[..., str]) -> dict[str, str]:

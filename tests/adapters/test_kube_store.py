@@ -72,12 +72,14 @@ def test_full_rotation_with_username(
         "password": "old-password-0001",
         "username": "app_a",
     }
-    assert _data(kubectl_in, f"{name}-secretops-pending") == {}
+    assert store.read(Stage.pending) == new  # until the rotation finishes
     assert store.promote_pending() == promoted
 
     store.restore_previous(new)
     assert _data(kubectl_in, name) == {"password": "old-password-0001", "username": "app_a"}
     assert store.restore_previous(new).username == "app_a"
+    store.clear_pending()
+    assert _data(kubectl_in, f"{name}-secretops-pending") == {}
 
 
 def test_stores_of_one_secret_share_the_companions(
@@ -89,6 +91,7 @@ def test_stores_of_one_secret_share_the_companions(
     openai.stage_pending(Credential(SecretValue("sk-openai-new-02")))
     anthropic.stage_pending(Credential(SecretValue("sk-ant-new-00002")))
     openai.promote_pending()
+    openai.clear_pending()
     assert _data(kubectl_in, name) == {"openai": "sk-openai-new-02", "anthropic": "sk-ant-old-0001"}
     assert _data(kubectl_in, f"{name}-secretops-pending") == {"anthropic": "sk-ant-new-00002"}
     anthropic.clear_pending()
@@ -103,7 +106,7 @@ def test_promotion_resumes_after_a_crash(
     name = _make_secret(kube, {"openai": "sk-openai-old-01"})
     store = KubernetesSecretStore(cluster, NS, name, "openai")
     store.stage_pending(Credential(SecretValue("sk-openai-new-02")))
-    # the run died after writing PREVIOUS and the target, before clearing PENDING
+    # the run died after writing PREVIOUS, before (or while) writing the target
     previous = base64.b64encode(b"sk-openai-old-01").decode()
     current = base64.b64encode(b"sk-openai-new-02").decode()
     kube.sandbox.apply(
@@ -119,6 +122,7 @@ def test_promotion_resumes_after_a_crash(
     store.promote_pending()
     assert _data(kubectl_in, name) == {"openai": "sk-openai-new-02"}
     assert _data(kubectl_in, f"{name}-secretops-previous") == {"openai": "sk-openai-old-01"}
+    store.clear_pending()
     assert store.read(Stage.pending) is None
 
 

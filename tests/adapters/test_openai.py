@@ -91,3 +91,22 @@ def test_matches_hint() -> None:
     assert not matches_hint("sk-svcacct-abxDEF1234wxyz", "sk-svcacct-abc...wxyz")
     assert not matches_hint("sk-abcwxyz", "sk-abc...wxyz")
     assert not matches_hint("anything", None)
+
+
+def test_reads_ride_out_injected_errors(openai_world: tuple[OpenAIState, str]) -> None:
+    from sandbox.faults import FaultMiddleware, Faults
+    from sandbox.openai_api import openai_app
+    from secretops.adapters.providers import ProviderUnavailable
+    from tests.sandbox.asgi_server import serve
+
+    state, _ = openai_world
+    faults = Faults(seed=3)
+    with serve(FaultMiddleware(openai_app(state), faults, "openai")) as url:
+        admin = SecretValue(state.create_admin_key())
+        with OpenAIProvider(url, admin, PROJECT) as provider:
+            faults.set("openai", error_rate=0.3, codes=[429, 500, 503])
+            for _ in range(10):
+                assert provider.list_keys()
+            faults.set("openai", error_rate=1.0, codes=[503])
+            with pytest.raises(ProviderUnavailable, match=r"list keys failed: HTTP 503"):
+                provider.list_keys()

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from deployments.catalogue import FLOWS
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK_CREDENTIALS = {
     "openai-admin": "openai-admin-key",
@@ -41,7 +43,7 @@ class Receiver:
         bodies: list[Any] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 bodies.append(json.loads(self.rfile.read(length) or b"null"))
                 self.send_response(200)
@@ -114,6 +116,15 @@ def blocks_inventory(sandbox: dict[str, Any], webhook: str) -> tuple[Path, dict[
     return target, env
 
 
+def deploy_selection() -> list[str]:
+    """``--all``; while a runbook flow's file is still missing from the tree, the deployments
+    of the flows that exist, by name."""
+    present = [e for e in FLOWS if (ROOT / e.entrypoint.split(":")[0]).is_file()]
+    if len(present) == len(FLOWS):
+        return ["--all"]
+    return [arg for e in present for arg in ("--name", f"{e.flow}/intelliprompt")]
+
+
 @pytest.fixture(scope="session")
 def deployed(sandbox: dict[str, Any], prefect_server: Any,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -126,10 +137,13 @@ def deployed(sandbox: dict[str, Any], prefect_server: Any,
     stack.outputs["setup"] = stack.secretops("setup", "--project-dir", str(ROOT)).stdout
     stack.seconds["setup"] = time.monotonic() - started
     started = time.monotonic()
-    stack.outputs["deploy"] = run(["prefect", "--no-prompt", "deploy", "--all"],
+    stack.outputs["deploy"] = run(["prefect", "--no-prompt", "deploy", *deploy_selection()],
                                   dict(os.environ)).stdout
     stack.seconds["deploy"] = time.monotonic() - started
+    started = time.monotonic()
     stack.outputs["setup-again"] = stack.secretops("setup", "--project-dir", str(ROOT)).stdout
+    stack.seconds["setup-again"] = time.monotonic() - started
+    print(f"secretops setup, prefect deploy, setup again: {stack.seconds}")
     env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
     with log.open("ab") as out:

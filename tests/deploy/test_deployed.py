@@ -79,9 +79,8 @@ def test_deployments_are_what_prefect_yaml_and_the_catalogue_say(deployed: Stack
     runs = catalogue(load_inventory(ROOT / "inventory.yaml"))
     for flow, deployment in found.items():
         assert deployment.name == "intelliprompt"
-        assert deployment.concurrency_limit == 1 or (
-            deployment.global_concurrency_limit is not None
-            and deployment.global_concurrency_limit.limit == 1)
+        limit = deployment.global_concurrency_limit
+        assert limit is not None and limit.limit == 1
         assert deployment.work_pool_name == PROCESS_POOL
         assert deployment.job_variables == {}
         want = {run.slug: run for run in runs if run.flow == flow}

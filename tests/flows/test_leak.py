@@ -109,9 +109,6 @@ def stage_console_keys(world: World) -> None:
         stage_key(world.wiring.stores("anthropic", environment), key)
 
 
-REVOKE_TIMES: dict[str, float] = {}
-
-
 @pytest.mark.usefixtures("clean_prefect")
 @pytest.mark.parametrize("secret", ["openai", "anthropic", "db-password"])
 def test_leak_from_the_cli(world: World, kubectl: Any, tmp_path: Path, secret: str) -> None:
@@ -122,17 +119,15 @@ def test_leak_from_the_cli(world: World, kubectl: Any, tmp_path: Path, secret: s
     run = run_leak_cli(world, secret, old, tmp_path)
 
     assert run.returncode == 0, run.output
-    REVOKE_TIMES[secret] = run.seconds_to_refusal
     print(f"\n{secret}: old credential refused in every environment "
           f"{run.seconds_to_refusal:.2f} s after the CLI started")
-    assert run.seconds_to_refusal < REVOKE_BUDGET_SECONDS, run.output
     assert_replaced_everywhere(world, kubectl, secret, old)
     [postmortem] = tmp_path.glob("*.md")
     text = postmortem.read_text()
     assert str(postmortem) in run.output
     assert text.startswith(f"# Post-mortem: leak of `{secret}`")
     assert "## Timeline" in text and "1. Revoke compromised secret" in text
-    assert "## Root cause" not in text and "### Root cause" in text
+    assert "\n### Root cause\n" in text and "\n### Action items\n" in text
     for value in world.values():
         assert value.reveal() not in text
     if secret == "openai":
@@ -140,3 +135,4 @@ def test_leak_from_the_cli(world: World, kubectl: Any, tmp_path: Path, secret: s
         assert "dev-laptop@intelliprompt.dev get intelliprompt/api-keys" in text
         assert "last use of the leaked key" in text
         assert "VIOLATION: Group developers via RoleBinding intelliprompt/developers-read" in text
+    assert run.seconds_to_refusal < REVOKE_BUDGET_SECONDS, f"{run.seconds_to_refusal:.2f} s"

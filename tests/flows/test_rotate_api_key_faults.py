@@ -293,6 +293,11 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
     finally:
         watcher.stop.set()
         watcher.join(10)
+        st = world.wiring.stores(secret, environment)[0]
+        print("DEBUG old", old.fingerprint(), "revoked", watcher.revoked and watcher.revoked.fingerprint(), {s.value: (c.secret.fingerprint() if (c := st.read(s)) else None) for s in Stage})
+        print(kubectl("get", "pods", "-n", "intelliprompt-staging", "-o", "wide").stdout)
+        print(kubectl("get", "rs", "-n", "intelliprompt-staging").stdout)
+        print(kubectl("logs", "-n", "intelliprompt-staging", "-l", "app=backend", "--tail", "-1", "--prefix").stdout)
     FIGURES["refused key: rotation and rollback"] = {"s": round(time.monotonic() - began, 2)}
     assert watcher.revoked is not None, "the store's current key never changed"
     world.seen.append(watcher.revoked)

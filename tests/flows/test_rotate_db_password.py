@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import yaml
@@ -23,7 +24,6 @@ from dotenv import dotenv_values
 from psycopg.conninfo import make_conninfo
 
 from flows.rotate_db_password import rotate_db_password
-from secretops.adapters.postgres import PostgresDatabase
 from secretops.errors import InventoryError, NotRetryable
 from secretops.inventory import load_inventory
 from secretops.models import Credential, SecretValue, Stage
@@ -37,6 +37,7 @@ CASES = [("development", "single"), ("staging", "single"), ("staging", "alternat
 BOUNDARIES = ["pending-stored", "create_new_password", "update_in_database", "update_secret",
               "sync_external_secret", "restart_pods", "verify_logs", "verify_new_login",
               "invalidate_old_password"]
+CLUSTER_ONLY = ("sync_external_secret", "restart_pods", "verify_logs")
 
 
 def current(world: World, environment: str) -> Credential:
@@ -135,15 +136,20 @@ def assert_rotated(world: World, kubectl: Any, environment: str, old: Credential
     return new
 
 
-def figure(line: str) -> None:
-    """A measured figure, printed past pytest's capture so the run shows it."""
-    sys.__stdout__.write(f"\n[figure] {line}\n")
-    sys.__stdout__.flush()
+@pytest.fixture()
+def figure(capsys: pytest.CaptureFixture[str]) -> Any:
+    """``figure(line)``: a measured figure, printed past pytest's capture so the run shows it."""
+
+    def say(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[figure] {line}", flush=True)
+
+    return say
 
 
 @pytest.mark.usefixtures("clean_prefect")
 @pytest.mark.parametrize(("environment", "strategy"), CASES)
-def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any,
+def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any, figure: Any,
                                         environment: str, strategy: str) -> None:
     """A rotation under steady requests at the service endpoint, with a session held open
     with the old credentials and ``terminate_old_sessions``: the new login works, the old one
@@ -155,8 +161,11 @@ def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any,
     begun = time.monotonic()
     if service:
         with load(environment) as traffic:
-            rotate_db_password(environment=environment, strategy=strategy,
-                               terminate_old_sessions=True, inventory=world.path)
+            report = rotate_db_password(environment=environment, strategy=strategy,
+                                        terminate_old_sessions=True, inventory=world.path)
+        window = ("single-user strategy: new connections made with the old password were "
+                  "refused for ")
+        assert (window in report) is (strategy == "single"), report
         figure(f"{environment}/{strategy}: {time.monotonic() - begun:.1f} s, "
                f"{traffic.failed} of {traffic.sent} requests failed {traffic.errors}")
         if strategy == "alternating":
@@ -169,3 +178,143 @@ def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any,
     with pytest.raises(psycopg.OperationalError):
         held.execute("SELECT 1")
     held.close()
+
+
+def killed_at(world: World, environment: str, strategy: str, after: str) -> str:
+    """Run the flow in a subprocess that SIGKILLs itself at ``after``; mark the dead run
+    Crashed (as the zombie automation would) and free its lock. Returns the run's id."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    params = {"environment": environment, "strategy": strategy, "inventory": world.path}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.flows.kill_driver",
+         "flows.rotate_db_password:rotate_db_password", after, "--params", json.dumps(params)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )
+    assert result.returncode == -9, f"{after}: exit {result.returncode}\n{result.stdout[-2000:]}"
+    run_id = result.stdout.split("FLOW_RUN_ID ")[1].split()[0]
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Crashed(message="killed by the test"), force=True)
+    release_lock(SECRET)
+    return run_id
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize(("environment", "strategy"),
+                         [("development", "single"), ("staging", "alternating")])
+def test_sigkill_at_every_step_boundary_then_rerun(world: World, kubectl: Any, figure: Any,
+                                                   environment: str, strategy: str) -> None:
+    """For each step boundary: the run dies there, is marked Crashed, its lock is freed, and a
+    normal rerun converges to one working password with the application healthy and the
+    previous credentials refused; nobody is locked out at any point."""
+    begun = time.monotonic()
+    boundaries = BOUNDARIES
+    if world.inventory.namespace(environment) is None:
+        # without a cluster these three steps touch nothing: dying after them leaves the same
+        # world as dying after update_secret
+        boundaries = [b for b in BOUNDARIES if b not in CLUSTER_ONLY]
+    for after in boundaries:
+        old = current(world, environment)
+        since = datetime.now(UTC)
+        killed_at(world, environment, strategy, after)
+        for store in world.wiring.stores(SECRET, environment):
+            for stage in Stage:
+                credential = store.read(stage)
+                if credential is not None:
+                    world.seen.append(credential.secret)
+        rotate_db_password(environment=environment, strategy=strategy, inventory=world.path)
+        new = assert_rotated(world, kubectl, environment, old, since)
+        if world.inventory.namespace(environment):
+            service = world.info["services"][environment]
+            assert httpx.get(service, timeout=10).status_code == 200, after
+        assert new.username is not None
+    figure(f"{environment}/{strategy}: {len(boundaries)} kills and reruns in "
+           f"{time.monotonic() - begun:.1f} s")
+
+
+def world_state(world: World, kubectl: Any) -> dict[str, Any]:
+    """Everything a rotation could change: every stage of every store of the secret, the
+    roles of the server, and the backend Deployments' pod templates."""
+    state: dict[str, Any] = {"roles": roles(world)}
+    for environment in world.inventory.environments_of(SECRET):
+        for store in world.wiring.stores(SECRET, environment):
+            state[store.name] = [store.version(stage) for stage in Stage]
+        namespace = world.inventory.namespace(environment)
+        if namespace:
+            deployment = json.loads(kubectl("get", "deployment", "backend", "-n", namespace,
+                                            "-o", "json").stdout)
+            state[namespace] = deployment["spec"]["template"]
+    return state
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_alternating_in_development_is_refused_before_anything_runs(
+    world: World, kubectl: Any
+) -> None:
+    """Development's stores (a ``.env`` key without a user key, a Docker secret file) cannot
+    switch the user, so alternating there is refused up front instead of silently rotating
+    the single role under an 'alternating' report."""
+    before = world_state(world, kubectl)
+    with pytest.raises(InventoryError, match="alternating strategy needs every store"):
+        rotate_db_password(environment="development", strategy="alternating",
+                           inventory=world.path)
+    assert world_state(world, kubectl) == before
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -> None:
+    before = world_state(world, kubectl)
+    report = rotate_db_password(environment=environment, dry_run=True, inventory=world.path)
+    assert "dry run: nothing changed" in report and "would run: 2. Update in database" in report
+    assert world_state(world, kubectl) == before
+
+
+INJECTIONS = [
+    "intelliprompt'; DROP ROLE intelliprompt; --",
+    'intelliprompt" SUPERUSER',
+    "intelliprompt; ALTER ROLE intelliprompt SUPERUSER",
+    "intellipr\u043empt",  # Cyrillic small o
+    "\u0131ntelliprompt",  # dotless i
+    "\uff49ntelliprompt",  # fullwidth i
+    "Intelliprompt",
+    "intelliprompt\u200b",  # zero-width space
+]
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_injected_role_names_are_refused_before_anything_runs(
+    world: World, kubectl: Any
+) -> None:
+    """A role name with quotes, semicolons or look-alike characters stops the inventory from
+    loading (so the flow does nothing) and is refused by the adapter before any SQL; the
+    server's roles are unchanged and its log never saw the name."""
+    before = world_state(world, kubectl)
+    document = yaml.safe_load(Path(world.path).read_text())
+    database = world.wiring.database("staging")
+    for number, role in enumerate(INJECTIONS):
+        spec = next(s for s in document["secrets"] if s["id"] == SECRET)
+        spec["role"] = {**spec["role"], "staging": role}
+        bad = Path(world.path).with_name(f"inventory-injected-{number}.yaml")
+        bad.write_text(yaml.safe_dump(document, allow_unicode=True))
+        with pytest.raises(InventoryError, match="unsafe PostgreSQL role name"):
+            load_inventory(bad)
+        with pytest.raises(InventoryError, match="unsafe PostgreSQL role name"):
+            rotate_db_password(environment="staging", inventory=str(bad))
+        password = SecretValue("x" * 40)
+        attempts: list[tuple[Any, tuple[Any, ...]]] = [
+            (database.set_password, (role, password)),
+            (database.can_login, (role, password)),
+            (database.ensure_login_role, (role, "intelliprompt_staging")),
+            (database.ensure_login_role, ("intelliprompt_staging_a", role)),
+            (database.disable_password, (role,)),
+            (database.terminate_sessions, (role,)),
+        ]
+        for method, args in attempts:
+            with pytest.raises(NotRetryable, match="not a valid role name"):
+                method(*args)
+        bad.unlink()
+    assert world_state(world, kubectl) == before
+    log = Path(world.info["postgres"]["log"]).read_text(errors="replace")
+    assert not [role for role in INJECTIONS if role in log]

@@ -1,0 +1,178 @@
+"""Benchmark 3: a fleet of API-key secrets rotated by the ``rotate-all`` flow with bounded
+concurrency: wall time and per-secret cost for 10, 50 and 200 secrets (and 1, the unit),
+with a plot of how the cost grows.
+
+The fleet is synthetic: OpenAI keys minted through the sandbox's admin API, one Secret and
+one single-replica Deployment (whose pods check the key at start) per secret, spread over two
+namespaces (the inventory's staging and production), created through the Kubernetes API with
+the Python client; its inventory is generated YAML beside the sandbox's own."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.common import RESULTS, Bench, table
+
+NAMESPACES = {"staging": "fleet-staging", "production": "fleet-production"}
+
+
+def _kube(bench: Bench) -> tuple[Any, Any]:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(bench.info["kubeconfig"], context="sandbox")
+    return client.CoreV1Api(api), client.AppsV1Api(api)
+
+
+def _deployment(namespace: str, name: str, openai_url: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1, "progressDeadlineSeconds": 30, "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                "name": "app", "image": "fleet/app:1",
+                "env": [{"name": "OPENAI_API_KEY",
+                         "valueFrom": {"secretKeyRef": {"name": name, "key": "openai"}}},
+                        {"name": "OPENAI_BASE_URL", "value": openai_url}]}]}},
+        },
+    }
+
+
+def build(bench: Bench, size: int) -> tuple[str, list[tuple[str, str]]]:
+    """Create a fleet of ``size`` keys (``size / 2`` secret ids, each with a key of its own in
+    staging and in production; one key in staging for a fleet of one); returns its inventory
+    path and (namespace, name) of every Deployment."""
+    core, apps = _kube(bench)
+    for env, namespace in NAMESPACES.items():
+        try:
+            core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": namespace,
+                                                "labels": {"environment": env}}})
+        except Exception as exc:  # already there from a smaller fleet
+            if getattr(exc, "status", None) != 409:
+                raise
+    openai = bench.info["providers"]["openai"]
+    admin = (Path(bench.info["dir"]) / "credentials" / "openai-admin-key").read_text().strip()
+    base = f"{openai}/v1/organization/projects/proj_intelliprompt/service_accounts"
+    base_inventory = yaml.safe_load(Path(bench.info["inventory"]).read_text())
+    environments = ["staging"] if size == 1 else list(NAMESPACES)
+    secrets, consumers, deployments = [], {}, []
+    with httpx.Client(headers={"Authorization": f"Bearer {admin}"}, timeout=30) as http:
+        for i in range(size // len(environments)):
+            name = f"fleet{size}-{i:03d}"
+            for env in environments:
+                namespace = NAMESPACES[env]
+                created = http.post(base, json={"name": f"intelliprompt-{env}-{name}"})
+                created.raise_for_status()
+                core.create_namespaced_secret(namespace, {
+                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "stringData": {"openai": created.json()["api_key"]["value"]}})
+                apps.create_namespaced_deployment(namespace,
+                                                  _deployment(namespace, name, openai))
+                deployments.append((namespace, name))
+            consumers[name] = {"deployment": name, "verify_log": "API initialized",
+                               "rollout_timeout_seconds": 60}
+            secrets.append({"id": name, "kind": "openai_api_key",
+                            "schedule": {"cron": "0 3 1 * *", "timezone": "UTC"},
+                            "consumers": [name],
+                            "stores": {env: [{"type": "kubernetes_secret", "name": name,
+                                              "key": "openai"}] for env in environments}})
+    inventory = {
+        "version": 1, "application": "intelliprompt",
+        "credentials": {k: v for k, v in base_inventory["credentials"].items()
+                        if k == "openai-admin"},
+        "providers": {"openai": base_inventory["providers"]["openai"]},
+        "kubernetes": base_inventory["kubernetes"],
+        "environments": {env: {"namespace": NAMESPACES[env]} for env in environments},
+        "consumers": consumers, "secrets": secrets,
+    }
+    path = Path(bench.info["dir"]) / f"fleet-{size}.yaml"
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    _wait_ready(apps, deployments)
+    return str(path), deployments
+
+
+def _wait_ready(apps: Any, deployments: list[tuple[str, str]], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    for namespace, name in deployments:
+        while (apps.read_namespaced_deployment(name, namespace).status.ready_replicas or 0) < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"deployment {namespace}/{name} is not ready")
+            time.sleep(0.1)
+
+
+def rotate(path: str, concurrency: int) -> tuple[float, dict[str, int]]:
+    from flows.rotate_all import rotate_all
+    from secretops.inventory import load_inventory
+    from secretops.prefect_setup import ensure_concurrency_limits
+
+    ensure_concurrency_limits(load_inventory(path))
+    began = time.monotonic()
+    state = rotate_all(inventory=path, force=True, max_concurrency=concurrency,
+                       return_state=True)
+    seconds = time.monotonic() - began
+    if not state.is_completed():
+        raise RuntimeError(f"rotate-all did not complete: {state.message}")
+    found = re.search(r"(\d+) rotated, (\d+) failed.*?(\d+) waiting", str(state.message))
+    if found is None:
+        raise RuntimeError(f"unexpected rotate-all outcome: {state.message}")
+    counts = dict(zip(("rotated", "failed", "waiting"), map(int, found.groups()), strict=True))
+    return seconds, counts
+
+
+def plot(points: list[dict[str, Any]], concurrency: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [p["size"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(sizes, [p["wall_s"] for p in points], "o-")
+    left.plot(sizes, [points[0]["wall_s"] * 10] * len(sizes), "--", label="10x one secret")
+    left.set(xlabel="secrets", ylabel="wall time (s)", title="rotate-all wall time")
+    left.legend()
+    right.plot(sizes, [p["per_secret_s"] for p in points], "o-")
+    right.set(xlabel="secrets", ylabel="seconds per secret",
+              title=f"per-secret cost (concurrency {concurrency})")
+    for axis in (left, right):
+        axis.set_xscale("log")
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "fleet.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(bench: Bench, sizes: list[int], concurrency: int) -> dict[str, Any]:
+    points = []
+    for size in sorted(set([1, *sizes])):
+        built = time.monotonic()
+        path, _ = build(bench, size)
+        setup = time.monotonic() - built
+        seconds, counts = rotate(path, concurrency)
+        points.append({"size": size, "wall_s": round(seconds, 2),
+                       "per_secret_s": round(seconds / size, 3), "setup_s": round(setup, 1),
+                       **counts})
+        print(f"fleet of {size}: {seconds:.1f} s ({counts})", flush=True)
+    one = points[0]["wall_s"]
+    rows = [[p["size"], p["wall_s"], p["per_secret_s"], round(p["wall_s"] / one, 1),
+             p["rotated"], p["failed"]] for p in points]
+    print(table(f"rotate-all over a fleet of OpenAI keys (max concurrency {concurrency})",
+                ["secrets", "wall s", "s per secret", "x one secret", "rotated", "failed"],
+                rows))
+    image = plot(points, concurrency)
+    print(f"\nplot: {image}")
+    return {"concurrency": concurrency, "points": points, "plot": str(image)}

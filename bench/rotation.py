@@ -1,0 +1,100 @@
+"""Benchmark 1: rotation, secretops against the runbook by hand, on the same sandbox under
+the same load (the staging service endpoint under a steady request loop): wall time and
+failed requests, for the OpenAI key and the database password (single and alternating)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.baseline import by_hand, eso_undoes_a_direct_patch
+from bench.common import ROOT, Bench, Load, median, table
+
+ENV = "staging"
+
+
+def _flow_api_key(bench: Bench) -> None:
+    from flows.rotate_api_key import rotate_api_key
+
+    rotate_api_key(secret="openai", environment=ENV, inventory=bench.info["inventory"])
+
+
+def _flow_db(strategy: str) -> Callable[[Bench], None]:
+    def run(bench: Bench) -> None:
+        from flows.rotate_db_password import rotate_db_password
+
+        rotate_db_password(environment=ENV, strategy=strategy, inventory=bench.info["inventory"])
+
+    return run
+
+
+def _cli(*args: str) -> Callable[[Bench], None]:
+    def run(bench: Bench) -> None:
+        subprocess.run([sys.executable, "-m", "secretops.cli", "rotate", *args, "--env", ENV,
+                        "--inventory", bench.info["inventory"]], cwd=ROOT, check=True,
+                       capture_output=True, timeout=300)
+
+    return run
+
+
+def _by_hand(what: str) -> Callable[[Bench], None]:
+    return lambda bench: by_hand(bench.info, what) and None
+
+
+CASES: list[tuple[str, str, Callable[[Bench], None]]] = [
+    ("api key", "by hand (runbook script)", _by_hand("api-key")),
+    ("api key", "secretops flow", _flow_api_key),
+    ("api key", "secretops CLI (cold start)", _cli("api-key", "openai")),
+    ("db password", "by hand (runbook script, single user)", _by_hand("db-password")),
+    ("db password", "secretops flow, single", _flow_db("single")),
+    ("db password", "secretops CLI, single (cold start)", _cli("db-password", "--strategy",
+                                                               "single")),
+]
+LAST = [("db password", "secretops flow, alternating", _flow_db("alternating"))]
+
+
+def measure(bench: Bench, run: Callable[[Bench], None]) -> dict[str, Any]:
+    with Load(bench.info["services"][ENV]) as load:
+        time.sleep(0.3)
+        began = time.monotonic()
+        run(bench)
+        seconds = time.monotonic() - began
+        time.sleep(0.5)
+    return {"seconds": seconds, "sent": load.sent, "failed": load.failed,
+            "errors": dict(load.errors)}
+
+
+def run(bench: Bench, repeats: int) -> dict[str, Any]:
+    """Each case ``repeats`` times, interleaved; alternating last (it moves the Secret to the
+    ``_a``/``_b`` login roles, which the by-hand script then follows)."""
+    samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cases in (CASES, LAST):
+        for _ in range(repeats):
+            for secret, how, runner in cases:
+                samples.setdefault((secret, how), []).append(measure(bench, runner))
+    rows, data = [], []
+    for (secret, how), runs in samples.items():
+        entry = {"secret": secret, "how": how, "runs": runs,
+                 "median_s": median([r["seconds"] for r in runs]),
+                 "failed_requests": [r["failed"] for r in runs],
+                 "sent_requests": [r["sent"] for r in runs]}
+        data.append(entry)
+        rows.append([secret, how, entry["median_s"], min(r["seconds"] for r in runs).__round__(2),
+                     "/".join(str(f) for f in entry["failed_requests"]),
+                     "/".join(str(s) for s in entry["sent_requests"])])
+    baseline = {e["secret"]: e["median_s"] for e in data if e["how"].startswith("by hand")}
+    for entry, row in zip(data, rows, strict=True):
+        entry["x_baseline"] = round(entry["median_s"] / baseline[entry["secret"]], 2)
+        row.append(entry["x_baseline"])
+    eso = eso_undoes_a_direct_patch(bench.info)
+    print(table(f"Rotation in {ENV} under load (median of {repeats})",
+                ["secret", "how", "median s", "best s", "failed requests", "sent",
+                 "x by hand"], rows))
+    verdict = (f"is undone by External Secrets Operator {eso['undone_after_s']} s after a sync "
+               "is forced" if eso["undone_by_eso"] else "survived a forced sync")
+    print(f"\nThe runbook's production path: `kubectl edit secret api-keys` in production "
+          f"{verdict} (the Secret is owned by an ExternalSecret fed from AWS Secrets Manager).")
+    return {"environment": ENV, "repeats": repeats, "cases": data, "eso_direct_patch": eso}

@@ -1,0 +1,74 @@
+"""Run every benchmark against one fresh sandbox and Prefect server, print the tables and
+write ``bench/results/<name>.json`` (and ``fleet.png``).
+
+    python -m bench                          everything, default sizes
+    python -m bench --only rotation,revoke   some of them
+    python -m bench --smoke                  the smallest sizes, one repeat (a quick check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import common
+
+NAMES = ("overhead", "rotation", "revoke", "fleet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(NAMES),
+                        help=f"comma-separated subset of {', '.join(NAMES)}")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="10,50,200", help="fleet sizes")
+    parser.add_argument("--concurrency", type=int, default=16, help="rotate-all concurrency")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one repeat, a fleet of 2: checks that the benchmarks run")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    repeats = 1 if args.smoke else args.repeats
+    sizes = [2] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    began = time.monotonic()
+    summary: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "machine": f"{platform.machine()}, {_cores()} cores, "
+                                          f"Python {platform.python_version()}"}
+    with common.world() as bench:
+        if "overhead" in chosen:
+            summary["overhead"] = _run("overhead", lambda: __import__(
+                "bench.overhead").overhead.run(bench, repeats))
+        if "rotation" in chosen:
+            summary["rotation"] = _run("rotation", lambda: __import__(
+                "bench.rotation").rotation.run(bench, repeats))
+        if "revoke" in chosen:
+            start = summary.get("overhead", {}).get("run_start_s")
+            summary["revoke"] = _run("revoke", lambda: __import__(
+                "bench.revoke").revoke.run(bench, repeats, start))
+        if "fleet" in chosen:
+            summary["fleet"] = _run("fleet", lambda: __import__(
+                "bench.fleet").fleet.run(bench, sizes, args.concurrency))
+    summary["total_s"] = round(time.monotonic() - began, 1)
+    path = common.save("latest" if not args.smoke else "smoke", summary)
+    print(f"\nall figures in {path} ({summary['total_s']} s)")
+    return 0
+
+
+def _run(name: str, call: Any) -> dict[str, Any]:
+    print(f"\n== {name} ==", flush=True)
+    began = time.monotonic()
+    data: dict[str, Any] = call()
+    data["bench_s"] = round(time.monotonic() - began, 1)
+    common.save(name, data)
+    return data
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

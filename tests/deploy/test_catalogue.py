@@ -1,0 +1,151 @@
+"""The schedule catalogue, the prefect.yaml check (CI runs it here), the worker image and the
+Kubernetes manifests: parsed and checked offline, then applied to a sandbox's API server with
+the real kubectl."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.catalogue import CatalogueError, catalogue, clashes, staggered
+from deployments.check import check
+from sandbox import manager
+from secretops.inventory import load_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "deployments" / "kubernetes"
+APP_SECRETS = {"api-keys", "db-credentials"}
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [doc for path in sorted(MANIFESTS.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def write_variant(tmp_path: Path, change: Any) -> Path:
+    data = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    change(data["deployments"])
+    path = tmp_path / "prefect.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_prefect_yaml_agrees_with_the_inventory() -> None:
+    problems = check(ROOT / "prefect.yaml", load_inventory(ROOT / "inventory.yaml"))
+    missing = [p for p in problems if p.endswith("does not exist")]
+    assert [p for p in problems if p not in missing] == []
+
+
+def test_rotations_are_staggered_by_environment() -> None:
+    runs = catalogue(load_inventory(ROOT / "inventory.yaml"))
+    assert clashes(runs) == []
+    assert {r.slug: r.cron for r in runs}["openai-production"] == "40 3 1 * *"
+    assert all(r.timezone for r in runs)
+    assert staggered("50 23 1 * *", 0) == "50 23 1 * *"
+    with pytest.raises(CatalogueError):
+        staggered("50 23 1 * *", 20)
+    with pytest.raises(CatalogueError):
+        staggered("*/5 3 1 * *", 20)
+
+
+def test_check_finds_each_kind_of_disagreement(tmp_path: Path) -> None:
+    inventory = load_inventory(ROOT / "inventory.yaml")
+
+    def same_minute(deployments: list[dict[str, Any]]) -> None:
+        deployments[0]["schedules"][1]["cron"] = "0 3 1 * *"
+        deployments[0]["concurrency_limit"] = 2
+        deployments[0]["work_pool"] = {"name": "secretops-process", "job_variables": {
+            "env": {"OPENAI_ADMIN_KEY": "{{ prefect.blocks.secret.openai-admin-key }}"}}}
+        deployments[3]["schedules"] = [{"slug": "x", "cron": "0 1 * * *", "timezone": "UTC"}]
+        del deployments[1]["schedules"][0]["timezone"]
+
+    problems = "\n".join(check(write_variant(tmp_path, same_minute), inventory))
+    for expected in ("schedule 'openai-staging' has cron '0 3 1 * *'",
+                     "concurrency_limit must be 1", "block template", "env.OPENAI_ADMIN_KEY",
+                     "runs on demand only", "has no explicit timezone"):
+        assert expected in problems, problems
+
+
+def test_dockerfile_runs_the_kubernetes_worker_without_values() -> None:
+    text = (ROOT / "deployments" / "Dockerfile").read_text()
+    assert "WORKDIR /opt/secretops" in text and "USER 10001" in text
+    assert "--type\", \"kubernetes\"" in text
+    for word in ("API_KEY=", "PASSWORD=", "ARG "):
+        assert word not in text
+
+
+def test_role_is_least_privilege() -> None:
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in manifests()
+             if d["kind"] == "Role"}
+    for namespace in ("intelliprompt", "intelliprompt-staging"):
+        rules = roles[(namespace, "secretops-rotation")]["rules"]
+        for rule in rules:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            assert not {"create", "delete", "deletecollection", "escalate", "bind",
+                        "impersonate"} & set(rule["verbs"])
+        secrets = [r for r in rules if "secrets" in r["resources"]]
+        assert len(secrets) == 1 and set(secrets[0]["resourceNames"]) >= APP_SECRETS
+        assert all(name.startswith(tuple(APP_SECRETS)) for name in secrets[0]["resourceNames"])
+        deployments = next(r for r in rules if "deployments" in r["resources"])
+        assert deployments["resourceNames"] == ["backend"] and "patch" in deployments["verbs"]
+        for resource in ("pods", "pods/log"):
+            rule = next(r for r in rules if r["resources"] == [resource])
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    production = roles[("intelliprompt", "secretops-rotation")]["rules"]
+    eso = next(r for r in production if r["apiGroups"] == ["external-secrets.io"])
+    assert set(eso["verbs"]) == {"get", "patch"}
+    assert set(eso["resourceNames"]) == {"intelliprompt-secrets", "intelliprompt-db"}
+    assert next(r for r in production if "secrets" in r["resources"])["verbs"] == ["get"]
+
+
+def test_bindings_and_worker_use_the_two_service_accounts() -> None:
+    docs = manifests()
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    subjects = {(b["metadata"]["namespace"], s["name"]) for b in bindings for s in b["subjects"]}
+    assert subjects == {("intelliprompt", "secretops"), ("intelliprompt-staging", "secretops"),
+                        ("secretops", "secretops-worker")}
+    assert all(d["kind"] != "ClusterRoleBinding" for d in docs)
+    worker = next(d for d in docs if d["kind"] == "Deployment")
+    spec = worker["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "secretops-worker"
+    container = spec["containers"][0]
+    assert "secretops-kubernetes" in container["args"]
+    assert all("value" not in e or "KEY" not in e["name"] for e in container.get("env", []))
+
+
+@pytest.fixture(scope="module")
+def fresh_sandbox() -> Iterator[dict[str, Any]]:
+    """A sandbox of its own: the manifests add a binding the access audit would report."""
+    directory = Path(tempfile.mkdtemp(prefix="secretops-manifests-"))
+    info, _ = manager.up(directory)
+    try:
+        yield info
+    finally:
+        manager.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_manifests_apply_to_the_sandbox_api_server(
+    fresh_sandbox: dict[str, Any], kubectl_bin: str
+) -> None:
+    def kubectl(*args: str) -> str:
+        result = subprocess.run([kubectl_bin, "--kubeconfig", fresh_sandbox["kubeconfig"],
+                                 *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    for path in sorted(MANIFESTS.glob("*.yaml"), key=lambda p: p.name != "namespace.yaml"):
+        kubectl("apply", "--validate=false", "-f", str(path))
+    again = kubectl("apply", "--validate=false", "-f", str(MANIFESTS))
+    assert "created" not in again and "configured" not in again, again
+    stored = yaml.safe_load(kubectl("get", "role", "secretops-rotation", "-n", "intelliprompt",
+                                    "-o", "yaml"))
+    assert stored["rules"][0]["resourceNames"] == ["api-keys", "db-credentials"]
+    assert "secretops-worker" in kubectl("get", "deployments", "-n", "secretops")
