@@ -13,10 +13,12 @@ as waiting for a person unless a key is already staged.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import inventory_path, publish
@@ -66,6 +68,7 @@ def rotate_all(
                         "max concurrency": str(max_concurrency)})
     outcomes: list[Outcome] = []
     if not dry_run and due:
+        runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
             futures = [runner.submit(_rotation(d), {"secret": d.secret,
                                                     "environment": d.environment,

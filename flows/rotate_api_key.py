@@ -41,6 +41,7 @@ from tasks.plan import plan_rotation
 from tasks.stores import restore_previous, update_secret
 
 PAUSE_KEY = "new-key"
+PAUSE_POLL_SECONDS = 2  # how soon the run goes on after a person submits the form
 
 STEPS = [
     "1. Generate new key at provider", "2. Update secret", "3. Restart pods", "4. Verify",
@@ -145,7 +146,7 @@ def wait_for_person_if_needed(
             wait_for_input=NewKey.with_initial_data(
                 description=person.markdown(secret, environment)
             ),
-            timeout=timeout, key=pause_key,
+            timeout=timeout, poll_interval=PAUSE_POLL_SECONDS, key=pause_key,
         )
     except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
         report.failed("Generate new key at provider (waiting for a person)", exc)

@@ -25,13 +25,14 @@ class SecretValue:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, remember: bool = True) -> None:
         if not isinstance(value, str) or not value:
             raise ValueError("a secret value must be a non-empty string")
         self._value = value
-        from secretops import redaction
+        if remember:
+            from secretops import redaction
 
-        redaction.remember(value)
+            redaction.remember(value)
 
     def reveal(self) -> str:
         return self._value

@@ -88,6 +88,10 @@ class Cluster(Protocol):
 
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None: ...
 
+    def secret_fingerprints(self, namespace: str, name: str) -> dict[str, str] | None:
+        """Each key of the Secret with the fingerprint of its value (no value is read)."""
+        ...
+
     def restart_deployment(self, namespace: str, name: str) -> str:
         """``kubectl rollout restart``: returns the ``restartedAt`` stamp it set."""
         ...

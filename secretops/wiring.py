@@ -4,21 +4,15 @@ Flows and tasks ask a :class:`Wiring` for ports (a cluster, the stores of a secr
 environment, a provider, a database, AWS access) and never build clients themselves; tests
 point the same wiring at the sandbox by loading the sandbox's inventory. Credentials are
 resolved when an adapter is first built (inside the flow run, never at deploy time) and
-clients are kept for the wiring's lifetime.
+clients are kept for the wiring's lifetime. Each adapter's module (and its client library) is
+imported when that adapter is first built: a leak's revocation loads only what it uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from secretops.adapters.aws import AwsConfig, AwsSecretStore
-from secretops.adapters.aws_audit import AwsAudit
-from secretops.adapters.files import DockerSecretStore, DotenvStore
-from secretops.adapters.kube import KubeCluster
-from secretops.adapters.kube_store import KubernetesSecretStore
-from secretops.adapters.postgres import PostgresDatabase
-from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
 from secretops.errors import InventoryError
 from secretops.inventory import (
     AwsSecretStoreSpec,
@@ -30,6 +24,12 @@ from secretops.inventory import (
 )
 from secretops.models import Environment, SecretKind, SecretValue
 from secretops.ports import KeyProvider, SecretStore
+
+if TYPE_CHECKING:
+    from secretops.adapters.aws import AwsConfig
+    from secretops.adapters.aws_audit import AwsAudit
+    from secretops.adapters.kube import KubeCluster
+    from secretops.adapters.postgres import PostgresDatabase
 
 Resolver = Callable[[Inventory, str], SecretValue]
 
@@ -82,6 +82,8 @@ class Wiring:
         if emergency and context is None:
             raise InventoryError("the inventory names no kubernetes.emergency_context")
         if context not in self._clusters:
+            from secretops.adapters.kube import KubeCluster
+
             environments = {
                 spec.namespace: env.value
                 for env, spec in self.inventory.environments.items()
@@ -99,6 +101,8 @@ class Wiring:
         settings = self.inventory.aws
         if settings is None:
             raise InventoryError("the inventory has no aws section")
+        from secretops.adapters.aws import AwsConfig
+
         key_id = key = None
         if settings.access_key_id_credential and settings.secret_access_key_credential:
             key_id = self.credential(settings.access_key_id_credential)
@@ -121,6 +125,8 @@ class Wiring:
 
     def aws(self, environment: Environment | str = Environment.production) -> AwsAudit:
         """IAM and CloudTrail, for the access audit of ``environment``."""
+        from secretops.adapters.aws_audit import AwsAudit
+
         return AwsAudit(
             self.aws_client("secretsmanager"),
             self.aws_client("iam"),
@@ -134,10 +140,16 @@ class Wiring:
         built: list[SecretStore] = []
         for spec in self.inventory.stores(secret_id, env):
             if isinstance(spec, DotenvStoreSpec):
+                from secretops.adapters.files import DotenvStore
+
                 built.append(DotenvStore(spec.file, spec.key, spec.url_keys, spec.username_key))
             elif isinstance(spec, DockerSecretStoreSpec):
+                from secretops.adapters.files import DockerSecretStore
+
                 built.append(DockerSecretStore(spec.file))
             elif isinstance(spec, KubernetesSecretStoreSpec):
+                from secretops.adapters.kube_store import KubernetesSecretStore
+
                 namespace = self.inventory.namespace(env)
                 if namespace is None:
                     raise InventoryError(f"environment {env.value!r} has no namespace")
@@ -147,6 +159,8 @@ class Wiring:
                     )
                 )
             elif isinstance(spec, AwsSecretStoreSpec):
+                from secretops.adapters.aws import AwsSecretStore
+
                 built.append(
                     AwsSecretStore(
                         self.aws_client("secretsmanager"),
@@ -172,6 +186,8 @@ class Wiring:
             except ValueError:
                 raise InventoryError(f"no provider for {kind!r}") from None
         if key_kind not in self._providers:
+            from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
+
             providers = self.inventory.providers
             built: KeyProvider
             if key_kind is SecretKind.openai_api_key and providers.openai is not None:
@@ -188,6 +204,8 @@ class Wiring:
         return self._providers[key_kind]
 
     def database(self, environment: Environment | str) -> PostgresDatabase:
+        from secretops.adapters.postgres import PostgresDatabase
+
         settings = self.inventory.postgres(environment)
         return PostgresDatabase(
             settings.host,

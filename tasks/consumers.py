@@ -29,8 +29,8 @@ def sync_external_secret(secret: str, environment: str, inventory: str) -> list[
         after = cluster.wait_external_secret_synced(namespace, external, before, timeout=60)
         current = store.read(Stage.current)
         target = inv.external_secret_target(environment, external)
-        data = cluster.read_secret(namespace, target) or {}
-        if current is None or current.secret not in data.values():
+        held = cluster.secret_fingerprints(namespace, target) or {}
+        if current is None or current.secret.fingerprint() not in held.values():
             raise VerificationFailed(
                 f"ExternalSecret {namespace}/{external} synced at {after} but Secret {target} "
                 f"does not hold the current version of {store.name}"

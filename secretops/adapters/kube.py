@@ -13,6 +13,7 @@ concurrent change answers 409 and the write is redone from a fresh read.
 from __future__ import annotations
 
 import base64
+import hashlib
 import functools
 import json
 import time
@@ -37,6 +38,8 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 WRITE_ATTEMPTS = 10
 CONFLICT_BACKOFF = 0.05
 REQUEST_TIMEOUT = (5.0, 30.0)
+REQUEST_ATTEMPTS = 4
+REQUEST_BACKOFF = 0.1
 
 
 class KubeUnavailable(Retryable):
@@ -80,12 +83,14 @@ def encode(value: str) -> str:
 
 
 def decode(data: Mapping[str, Any] | None) -> dict[str, SecretValue]:
-    """A Secret's ``data`` as masked values (empty values are left out)."""
+    """A Secret's ``data`` as masked values (empty values are left out). They are not yet
+    registered for redaction: a Secret may hold plain fields (a user name) beside the secret,
+    and the store that knows which key is the secret registers it."""
     values: dict[str, SecretValue] = {}
     for key, raw in (data or {}).items():
         text = base64.b64decode(str(raw or "")).decode("utf-8")
         if text:
-            values[key] = SecretValue(text)
+            values[key] = SecretValue(text, remember=False)
     return values
 
 
@@ -175,12 +180,24 @@ class KubeCluster:
     def call(
         self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
     ) -> Any:
-        """Run one API method and return the answer as JSON (dict)."""
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
-            return json.loads(response.data or b"{}")
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise kube_error(call, target, exc) from None
+        """Run one API method and return the answer as JSON (dict). A throttled, failing or
+        unreachable API server (429, 5xx, connection errors) is asked again up to
+        ``REQUEST_ATTEMPTS`` times with a growing pause, as client-go does; every write of
+        this adapter is idempotent, so a repeat is safe. A 409 is the caller's to handle."""
+        attempt = 1
+        while True:
+            try:
+                response = method(
+                    *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw
+                )
+                return json.loads(response.data or b"{}")
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                error = kube_error(call, target, exc)
+            retry = isinstance(error, KubeUnavailable) and error.status != 409
+            if not retry or attempt >= REQUEST_ATTEMPTS:
+                raise error
+            time.sleep(REQUEST_BACKOFF * 2 ** (attempt - 1))
+            attempt += 1
 
     def watch(
         self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
@@ -231,6 +248,16 @@ class KubeCluster:
         secret = self.get_secret(namespace, name)
         return None if secret is None else decode(secret.get("data"))
 
+    def secret_fingerprints(self, namespace: str, name: str) -> dict[str, str] | None:
+        """Each key of a Secret with the fingerprint of its value (as
+        :meth:`SecretValue.fingerprint`), to check what a Secret holds without reading it
+        into this process as values."""
+        secret = self.get_secret(namespace, name)
+        if secret is None:
+            return None
+        return {key: hashlib.sha256(base64.b64decode(str(raw or ""))).hexdigest()[:12]
+                for key, raw in (secret.get("data") or {}).items()}
+
     def update_secret(
         self,
         namespace: str,
@@ -238,10 +265,13 @@ class KubeCluster:
         change: Callable[[dict[str, SecretValue]], Mapping[str, SecretValue | None]],
         *,
         create_labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> dict[str, SecretValue]:
         """Apply ``change`` (current values -> keys to set, None to remove) to a Secret,
         guarded by its resourceVersion; redone from a fresh read on 409. With
-        ``create_labels`` a missing Secret is created first. Returns the values written."""
+        ``create_labels`` a missing Secret is created first; ``annotations`` are set (None:
+        removed) in the
+        same patch as the values (only when a value changes). Returns the values written."""
         target = f"{namespace}/{name}"
         for attempt in range(WRITE_ATTEMPTS):
             secret = self.get_secret(namespace, name)
@@ -255,7 +285,8 @@ class KubeCluster:
             if all(current.get(k) == v for k, v in updates.items()):
                 return current
             patch = {
-                "metadata": {"resourceVersion": secret["metadata"]["resourceVersion"]},
+                "metadata": {"resourceVersion": secret["metadata"]["resourceVersion"],
+                             **({"annotations": dict(annotations)} if annotations else {})},
                 "data": {k: None if v is None else encode(v.reveal()) for k, v in updates.items()},
             }
             try:

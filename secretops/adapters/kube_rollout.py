@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from secretops.models import PodLog, RolloutStatus
 
+WATCH_BACKOFF = 0.1
+
 if TYPE_CHECKING:
     from secretops.adapters.kube import KubeCluster
 
@@ -99,9 +101,8 @@ def wait_for_rollout(
                     return state
                 if time.monotonic() >= deadline:
                     break
-        except KubeUnavailable as exc:
-            if exc.status not in (0, 410):  # an expired or dropped watch is simply redone
-                raise
+        except KubeUnavailable:
+            time.sleep(WATCH_BACKOFF)  # an expired, dropped or throttled watch is redone
         if time.monotonic() >= deadline:
             return _timed_out(state, timeout)
 

