@@ -18,6 +18,7 @@ from typing import Any
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -70,7 +71,7 @@ def rotate_all(
     if not dry_run and due:
         runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
-            futures = [runner.submit(_rotation(d), {"secret": d.secret,
+            futures: list[PrefectFuture[Outcome]] = [runner.submit(_rotation(d), {"secret": d.secret,
                                                     "environment": d.environment,
                                                     "inventory": path}) for d in due]
             outcomes = [future.result() for future in futures]
@@ -89,7 +90,7 @@ def rotate_all(
     return Completed(message=report.outcome, data=markdown)
 
 
-def _rotation(due: Due) -> Task[..., Outcome]:
+def _rotation(due: Due) -> Task[[str, str, str], Outcome]:
     """The task that rotates one due secret."""
     if SecretKind(due.kind) in API_KEY_KINDS:
         return rotate_key

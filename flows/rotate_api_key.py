@@ -14,13 +14,15 @@ revokes the new key and fails the run with what happened and what to do.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
-from prefect.states import Cancelled
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
 from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
@@ -150,6 +152,7 @@ def wait_for_person_if_needed(
         )
     except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
         report.failed("Generate new key at provider (waiting for a person)", exc)
+        leave_pause("no key was provided in time")
         return False
     value = SecretValue(answer.key.get_secret_value())
     delete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
@@ -157,3 +160,11 @@ def wait_for_person_if_needed(
     stage_key(stores, value)
     logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
     return True
+
+
+def leave_pause(message: str) -> None:
+    """Move the run out of its expired pause through Cancelling. Prefect's server answers any
+    other state proposed after a pause's deadline with Failed ("never resumed"); Cancelling
+    is let through, so the run can then end Cancelled, as Prefect's own cancellation does."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Cancelling(message=message))

@@ -116,7 +116,7 @@ class Wiring:
         )
 
     def aws_client(self, service: str) -> Any:
-        """A boto3 client (``secretsmanager``, ``iam``, ``cloudtrail``), kept for reuse."""
+        """An AWS client (``secretsmanager``, ``iam``, ``cloudtrail``), kept for reuse."""
         if service not in self._aws_clients:
             config = self.aws_config()
             endpoint = config.cloudtrail_endpoint_url if service == "cloudtrail" else None
@@ -213,4 +213,5 @@ class Wiring:
             settings.database,
             settings.admin_user,
             self.credential(settings.admin_credential),
+            admin_credential=settings.admin_credential,
         )

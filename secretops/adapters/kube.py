@@ -270,8 +270,8 @@ class KubeCluster:
         """Apply ``change`` (current values -> keys to set, None to remove) to a Secret,
         guarded by its resourceVersion; redone from a fresh read on 409. With
         ``create_labels`` a missing Secret is created first; ``annotations`` are set (None:
-        removed) in the
-        same patch as the values (only when a value changes). Returns the values written."""
+        removed) in the same patch as the values, when a value changes. Returns the values
+        written."""
         target = f"{namespace}/{name}"
         for attempt in range(WRITE_ATTEMPTS):
             secret = self.get_secret(namespace, name)

@@ -10,18 +10,34 @@ one patch (value and username together). PENDING stays until the rotation finish
 (``clear_pending``): a rerun finds PENDING already current and skips the writes, a rollback
 knows which value failed, and the old value is never lost because PREVIOUS is written before
 it is replaced.
+
+The time a value became current is recorded beside it, in the annotation
+``secretops.io/rotated-at.<key>`` (RFC 3339) of the Secret, written in the same patch as the
+value on promotion (one per key, since stores share a Secret), and returned as the current
+version's ``created_at``. The value moved to PREVIOUS takes its time along, and a restore
+puts it back, so a rolled-back rotation leaves the last successful one's time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from secretops import redaction
-from secretops.adapters.kube import MANAGED_BY, KubeCluster
+from secretops.adapters.kube import MANAGED_BY, KubeCluster, decode, parse_time, rfc3339_now
 from secretops.errors import NotRetryable, PendingConflict
 from secretops.models import Credential, SecretValue, Stage, StoredVersion
 
 COMPANION_SUFFIX = {Stage.pending: "-secretops-pending", Stage.previous: "-secretops-previous"}
+ROTATED_AT = "secretops.io/rotated-at."
+
+
+def _stamp(secret: Mapping[str, Any] | None, annotation: str) -> str | None:
+    """The value of ``annotation`` on ``secret`` (a Secret as JSON), if any."""
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    stamp = annotations.get(annotation)
+    return str(stamp) if stamp else None
 
 
 class KubernetesSecretStore:
@@ -73,11 +89,23 @@ class KubernetesSecretStore:
                 )
         return entries
 
+    @property
+    def _rotated_at(self) -> str:
+        """The annotation that records when this store's key was last set."""
+        return ROTATED_AT + self._key
+
     def read(self, stage: Stage = Stage.current) -> Credential | None:
         values = self._cluster.read_secret(self._namespace, self.secret_name(stage))
         return None if values is None else self._credential(values)
 
-    def _version(self, stage: Stage, credential: Credential | None) -> StoredVersion | None:
+    def _rotation_time(self, stage: Stage) -> str | None:
+        """The ``rotated-at`` stamp of this key in the Secret holding ``stage``, if any."""
+        secret = self._cluster.get_secret(self._namespace, self.secret_name(stage))
+        return _stamp(secret, self._rotated_at)
+
+    def _version(
+        self, stage: Stage, credential: Credential | None, created_at: datetime | None = None
+    ) -> StoredVersion | None:
         if credential is None:
             return None
         fingerprint = credential.secret.fingerprint()
@@ -87,10 +115,15 @@ class KubernetesSecretStore:
             stage=stage,
             fingerprint=fingerprint,
             username=credential.username,
+            created_at=created_at,
         )
 
     def version(self, stage: Stage = Stage.current) -> StoredVersion | None:
-        return self._version(stage, self.read(stage))
+        secret = self._cluster.get_secret(self._namespace, self.secret_name(stage))
+        if secret is None:
+            return None
+        created_at = parse_time(_stamp(secret, self._rotated_at))
+        return self._version(stage, self._credential(decode(secret.get("data"))), created_at)
 
     def _required(self, stage: Stage, credential: Credential | None) -> StoredVersion:
         version = self._version(stage, credential)
@@ -98,15 +131,23 @@ class KubernetesSecretStore:
             raise NotRetryable(f"{self.name} has no {stage.value} version")
         return version
 
-    def _write(self, stage: Stage, credential: Credential | None) -> None:
-        """Set (or with None, remove) this store's keys in the Secret holding ``stage``."""
+    def _write(
+        self, stage: Stage, credential: Credential | None, rotated_at: str | None = None
+    ) -> None:
+        """Set (or with None, remove) this store's keys in the Secret holding ``stage``; for
+        CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown)."""
         entries = self._entries(credential)
+        stamped = stage is not Stage.pending and credential is not None
         labels = None if stage is Stage.current else MANAGED_BY
         missing = stage is not Stage.current and credential is None
         if missing and self._cluster.get_secret(self._namespace, self.secret_name(stage)) is None:
             return
         self._cluster.update_secret(
-            self._namespace, self.secret_name(stage), lambda _: entries, create_labels=labels
+            self._namespace,
+            self.secret_name(stage),
+            lambda _: entries,
+            create_labels=labels,
+            annotations={self._rotated_at: rotated_at} if stamped else None,
         )
 
     @staticmethod
@@ -131,8 +172,8 @@ class KubernetesSecretStore:
             return self._required(Stage.current, current)
         if current is None or not self._same(current, pending):
             if current is not None:
-                self._write(Stage.previous, current)
-            self._write(Stage.current, pending)
+                self._write(Stage.previous, current, self._rotation_time(Stage.current))
+            self._write(Stage.current, pending, rfc3339_now())
         return self._required(Stage.current, self.read(Stage.current))
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
@@ -142,7 +183,7 @@ class KubernetesSecretStore:
         previous = self.read(Stage.previous)
         if previous is None:
             raise NotRetryable(f"{self.name} has no previous version to restore")
-        self._write(Stage.current, previous)
+        self._write(Stage.current, previous, self._rotation_time(Stage.previous))
         return self._required(Stage.current, self.read(Stage.current))
 
     def clear_pending(self) -> None:

@@ -78,6 +78,7 @@ class PostgresDatabase:
     admin_user: str
     admin_password: SecretValue
     connect_timeout: int = 5
+    admin_credential: str | None = None
 
     def __repr__(self) -> str:
         return f"PostgresDatabase({self.host}:{self.port}/{self.database} as {self.admin_user})"
@@ -93,15 +94,32 @@ class PostgresDatabase:
             application_name="secretops",
         )
 
+    def _admin_login_failure(self, action: str, role: str, exc: psycopg.Error) -> Exception:
+        """Our error for an admin login that did not open: a refused one names the admin
+        login and the inventory credential holding its password (never the password), so
+        the person knows which credential to fix; any other is the server being away."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return _failure(action, role, exc)
+        credential = f" (credential {self.admin_credential})" if self.admin_credential else ""
+        login = f"the admin login {self.admin_user}{credential}"
+        where = f"{self.host}:{self.port}/{self.database}"
+        head = f"PostgreSQL {action} for role {role} failed"
+        if self._refused(exc):
+            return NotRetryable(f"{head}: {where} refused {login} (authentication failed); "
+                                "check the password that credential holds")
+        reason = redaction.redact((str(exc).splitlines() or [""])[0][:200])
+        return Retryable(f"{head}: could not connect to {where} as {login}: {reason}")
+
     @contextmanager
     def _admin(self, action: str, role: str) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
         try:
-            with (
-                psycopg.connect(
-                    self._conninfo(self.admin_user, self.admin_password), autocommit=True
-                ) as connection,
-                connection.cursor() as cursor,
-            ):
+            connection = psycopg.connect(
+                self._conninfo(self.admin_user, self.admin_password), autocommit=True
+            )
+        except psycopg.Error as exc:
+            raise self._admin_login_failure(action, role, exc) from None
+        try:
+            with connection, connection.cursor() as cursor:
                 yield cursor
         except psycopg.Error as exc:
             raise _failure(action, role, exc) from None

@@ -7,8 +7,12 @@
   the console); they are listed with their ``partial_key_hint`` and revoked by setting their
   status to ``inactive``.
 
-Idempotent calls (reads, deletes, a status change) are tried up to three times on 429, 5xx
-and connection errors; a key creation is sent once. Every failure then becomes
+Each call is tried up to ``ATTEMPTS`` times while the provider throttles (429), fails (5xx)
+or cannot be reached, with jittered exponential backoff that honours ``Retry-After``
+(:mod:`secretops.adapters.retry`); 400, 401, 403 and 404 are answered at once. A key creation
+is repeated only when the provider cannot have acted on it (429 and 503 answers, a connection
+never made): a creation that may have happened is not repeated, and a key it may have left
+is an orphan that the rotation revokes by its name. Every failure then becomes
 :class:`ProviderUnavailable` (429, 5xx, timeouts, connection errors: retry later) or
 :class:`ProviderRefused` (400, 401, 403, 404: do not). Their messages name the provider, the
 call, the HTTP status and the provider's error type, and never a key or a response body,
@@ -25,15 +29,15 @@ from typing import Any, Self
 
 import httpx
 
-from secretops.adapters.retry import is_transient_status
+from secretops.adapters.retry import backoff_seconds, is_transient_status, retry_after_seconds
 from secretops.errors import NotRetryable, Retryable
 from secretops.models import NewProviderKey, ProviderKey, SecretValue
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 ANTHROPIC_VERSION = "2023-06-01"
 _PAGE = 100
-ATTEMPTS = 3
-BACKOFF_SECONDS = 0.2
+ATTEMPTS = 4
+NOT_ACTED_ON = (429, 503)
 
 
 class ProviderUnavailable(Retryable):
@@ -112,25 +116,29 @@ class _HttpProvider(ABC):
         body: Mapping[str, Any] | None = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
-        """One request. An idempotent one (by default every method but POST) is tried up to
-        ``ATTEMPTS`` times while the provider answers 429/5xx or cannot be reached, waiting
-        a little longer each time; the last answer (or error) is the caller's."""
+        """One request, tried again (see the module doc) while the provider throttles, fails
+        or cannot be reached; the last answer (or error) is the caller's. A non-idempotent
+        request (by default a POST) is repeated only when it cannot have been acted on."""
         repeatable = method != "POST" if idempotent is None else idempotent
-        attempts = ATTEMPTS if repeatable else 1
         attempt = 1
         while True:
+            asked: float | None = None
             try:
                 response = self._http.request(
                     method, path, headers=headers, params=params, json=body
                 )
             except httpx.HTTPError as exc:
-                if attempt >= attempts:
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt >= ATTEMPTS or not (repeatable or unsent):
                     message = f"{self.provider} {call} failed: {type(exc).__name__}"
                     raise ProviderUnavailable(message) from None
             else:
-                if attempt >= attempts or not is_transient_status(response.status_code):
+                status = response.status_code
+                again = is_transient_status(status) and (repeatable or status in NOT_ACTED_ON)
+                if attempt >= ATTEMPTS or not again:
                     return response
-            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+                asked = retry_after_seconds(response.headers)
+            time.sleep(backoff_seconds(attempt, asked))
             attempt += 1
 
     def _failure(self, call: str, response: httpx.Response) -> Exception:

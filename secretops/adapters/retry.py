@@ -1,12 +1,21 @@
-"""Which failures are worth a retry.
+"""Which failures are worth a retry, and how long to wait before one.
 
 :func:`is_transient` is the flows' Prefect ``retry_condition_fn`` test: a throttled, busy or
 unreachable system is retried with backoff; a refused credential, a missing object or a bad
 request is not, because repeating it cannot change the answer.
+
+:func:`backoff_seconds` and :func:`retry_after_seconds` pace an adapter's own retries of one
+call: exponential backoff with full jitter (so parallel runs that failed together do not
+retry together), never shorter than the wait the server asked for, never longer than
+``MAX_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from secretops.errors import NotRetryable, PendingConflict, Retryable
@@ -29,6 +38,36 @@ _TRANSIENT_AWS_CODES = frozenset(
         "LimitExceededException",
     }
 )
+
+
+BASE_SECONDS = 0.25
+MAX_WAIT_SECONDS = 10.0
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a throttled or busy server asked for: ``retry-after-ms`` (OpenAI), else
+    ``Retry-After`` in seconds or as an HTTP date; None when it asked for nothing readable."""
+    millis = headers.get("retry-after-ms")
+    try:
+        if millis:
+            return max(0.0, float(millis) / 1000)
+        after = headers.get("retry-after")
+        if not after:
+            return None
+        if after.strip().isdigit():
+            return float(after)
+        moment = parsedate_to_datetime(after)
+    except (ValueError, TypeError):
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def backoff_seconds(attempt: int, asked: float | None = None) -> float:
+    """How long to wait after failed attempt number ``attempt`` (1, 2, ...): a random time up
+    to ``BASE_SECONDS * 2 ** (attempt - 1)``, at least ``asked`` (a server's Retry-After), at
+    most ``MAX_WAIT_SECONDS``."""
+    jittered = random.uniform(0, BASE_SECONDS * 2 ** (attempt - 1))
+    return min(MAX_WAIT_SECONDS, max(jittered, asked or 0.0))
 
 
 def is_transient_status(status: int) -> bool:

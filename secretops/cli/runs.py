@@ -71,6 +71,7 @@ def leak(args: argparse.Namespace) -> int:
     from flows.respond_to_leak import respond_to_leak as flow
 
     path = _prepare(args.inventory)
+    _ask_for_leak_keys(args.secret, args.env, path, revoked)
     result = flow(secret=args.secret, environments=None if args.all_envs else args.env,
                   exposed_since=since, reason=args.reason, drill=args.drill,
                   reported_at=reported_at, postmortem_dir=args.postmortem_dir, inventory=path,
@@ -82,11 +83,16 @@ def _revoke_first(secret: str, environments: list[str] | None, inventory: str,
                   since: datetime) -> dict[str, list[str]] | None:
     """Revoke before Prefect is even imported (it takes seconds to load): the flow's first
     step then finds the credential revoked and records it. Needs the Prefect API's address in
-    ``$PREFECT_API_URL`` to read the responses' records (which keep a rerun from revoking a
-    replacement); without it the flow does the revocation."""
+    ``$PREFECT_API_URL`` (with ``$PREFECT_API_KEY`` or ``$PREFECT_API_AUTH_STRING`` if it asks
+    for one) to read the responses' records, which keep a rerun from revoking a replacement;
+    without it (a Prefect profile instead) the flow's first step does the revocation. Only
+    the standard library, the inventory and the adapters the secret's stores use are loaded:
+    see ``python -X importtime``."""
+    import base64
+    import json
     import os
-
-    import httpx
+    import urllib.error
+    import urllib.request
 
     from secretops.inventory import load_inventory
     from secretops.revocation import Record, record_name, revoke_everywhere
@@ -97,17 +103,28 @@ def _revoke_first(secret: str, environments: list[str] | None, inventory: str,
         return None
     inv = load_inventory(inventory)
     envs = environments or [e.value for e in inv.environments_of(secret)]
-    with httpx.Client(base_url=api_url.rstrip("/"), timeout=10) as client:
 
-        def read_record(secret_id: str, environment: str) -> Record | None:
-            answer = client.get(f"/variables/name/{record_name(secret_id, environment)}")
-            if answer.status_code == 404:
+    headers = {}
+    if os.environ.get("PREFECT_API_KEY"):
+        headers["Authorization"] = f"Bearer {os.environ['PREFECT_API_KEY']}"
+    elif os.environ.get("PREFECT_API_AUTH_STRING"):
+        auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
+        headers["Authorization"] = f"Basic {auth}"
+
+    def read_record(secret_id: str, environment: str) -> Record | None:
+        url = f"{api_url.rstrip('/')}/variables/name/{record_name(secret_id, environment)}"
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                value = json.load(answer).get("value")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
                 return None
-            answer.raise_for_status()
-            value = answer.json().get("value")
-            return value if isinstance(value, dict) else None
+            raise
+        return value if isinstance(value, dict) else None
 
-        revoked = revoke_everywhere(Wiring(inv), secret, envs, read_record, since)
+    with Wiring(inv) as wiring:
+        revoked = revoke_everywhere(wiring, secret, envs, read_record, since)
     for environment, evidence in revoked.items():
         for line in evidence:
             print(f"revoked in {environment}: {line}", flush=True)
@@ -128,6 +145,23 @@ def break_glass(args: argparse.Namespace) -> int:
 
     path = _prepare(args.inventory)
     return _finish(flow(who=args.who, why=args.why, inventory=path))
+
+
+def _ask_for_leak_keys(secret: str, environments: list[str] | None, inventory: str,
+                       revoked: dict[str, list[str]] | None) -> None:
+    """A leaked key only a person can replace (Anthropic): with a terminal, the hidden prompt
+    of ``rotate api-key`` for each environment still to be replaced (not one an earlier
+    response already handled). Without one, the run's pause form in the UI asks instead."""
+    from secretops.inventory import load_inventory
+    from secretops.models import SecretKind
+    from secretops.revocation import ALREADY_HANDLED
+
+    inv = load_inventory(inventory)
+    if inv.secret(secret).kind is SecretKind.postgres_password or not sys.stdin.isatty():
+        return
+    for environment in environments or [e.value for e in inv.environments_of(secret)]:
+        if revoked is None or ALREADY_HANDLED not in revoked.get(environment, []):
+            _ask_for_key_if_needed(secret, environment, inventory)
 
 
 def _ask_for_key_if_needed(secret: str, environment: str, inventory: str) -> None:

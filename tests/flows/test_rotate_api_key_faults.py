@@ -8,8 +8,6 @@ service) and, through ``clean_prefect``, that no value reached Prefect.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import os
 import signal
@@ -18,15 +16,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.actions import VariableCreate
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import CancelledRun, PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_base_key
@@ -34,127 +29,31 @@ from prefect.states import Crashed
 
 from flows.rotate_api_key import PAUSE_KEY, rotate_api_key
 from secretops.models import Credential, SecretValue, Stage
-from secretops.prefect_setup import lock_name, release_lock
-from secretops.staging import stage_key
+from secretops.prefect_setup import release_lock
 from secretops.wiring import Wiring
-from tasks.api_keys import key_name_prefix
+from tests.flows.api_key_world import (
+    ROOT,
+    assert_converged,
+    faults,
+    flow_runs_named,
+    lock_slots,
+    mint_console_key,
+    remember_all,
+    rotate,
+    secretops_cli,
+    start_in_thread,
+    wait_for_state,
+)
 from tests.flows.conftest import World
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK_BOUNDARIES = ["generate_new_key", "check_new_key", "update_secret", "sync_external_secret",
                    "restart_pods", "verify_logs", "verify_new_key", "revoke_old_key"]
 IN_STEP_BOUNDARIES = ["key-created", "pending-stored"]
+# the world a kill leaves behind: (a pending version is stored, the stores' current key changed)
+AT_KILL = {"key-created": (False, False), "pending-stored": (True, False),
+           "generate_new_key": (True, False), "check_new_key": (True, False),
+           "revoke_old_key": (False, True)}
 FIGURES: dict[str, Any] = {}
-
-
-# -- the world, as a test sees it ---------------------------------------------------------------
-
-
-def current_values(world: World, secret: str, environment: str) -> list[SecretValue]:
-    values = []
-    for store in world.wiring.stores(secret, environment):
-        credential = store.read(Stage.current)
-        assert credential is not None, f"{store.name} has no current version"
-        values.append(credential.secret)
-    return values
-
-
-def remember_all(world: World, secret: str, environment: str) -> None:
-    """Add every value the stores hold now to the values the scan looks for."""
-    for store in world.wiring.stores(secret, environment):
-        for stage in Stage:
-            credential = store.read(stage)
-            if credential is not None and credential.secret not in world.seen:
-                world.seen.append(credential.secret)
-
-
-def environment_keys(world: World, secret: str, environment: str) -> list[Any]:
-    """Active keys at the provider that belong to the environment: named for it (the seed's
-    ``intelliprompt-<env>-``, secretops' ``secretops-intelliprompt-<env>-<secret>-``) or
-    holding the value one of its stores has."""
-    provider = world.wiring.provider(secret)
-    ours = {key.id for value in current_values(world, secret, environment)
-            if (key := provider.find_key(value)) is not None}
-    prefixes = (f"{world.inventory.application}-{environment}-",
-                key_name_prefix(world.inventory.application, environment, secret))
-    return [key for key in provider.list_keys() if key.status == "active"
-            and (key.id in ours or key.name.startswith(prefixes))]
-
-
-def mint_console_key(world: World, environment: str) -> SecretValue:
-    """What a person does in the Anthropic console, naming the key as the form says."""
-    name = key_name_prefix(world.inventory.application, environment, "anthropic") + "console"
-    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
-    response.raise_for_status()
-    value = SecretValue(response.json()["key"])
-    world.seen.append(value)
-    return value
-
-
-def assert_converged(world: World, secret: str, environment: str) -> SecretValue:
-    """One working key, the same in every store, nothing pending, exactly one active key of
-    the environment at the provider (the stored one); in the cluster the Secret holds it and
-    every ready pod started with it logged ``API initialized``; the service answers."""
-    values = current_values(world, secret, environment)
-    key = values[0]
-    assert all(v == key for v in values), "stores disagree on the current key"
-    stores = world.wiring.stores(secret, environment)
-    assert [s.name for s in stores if s.read(Stage.pending) is not None] == []
-    provider = world.wiring.provider(secret)
-    assert provider.check_key(key), "the provider refuses the stored key"
-    found = provider.find_key(key)
-    active = environment_keys(world, secret, environment)
-    assert found is not None and [k.id for k in active] == [found.id], (
-        f"active {secret} keys of {environment}: {[(k.id, k.name) for k in active]}")
-    namespace = world.inventory.namespace(environment)
-    if namespace:
-        cluster = world.wiring.cluster()
-        assert (cluster.read_secret(namespace, "api-keys") or {})[secret] == key
-        status = cluster.wait_for_rollout(namespace, "backend", timeout=30)
-        assert status.done, status.message
-        pods = [p for p in cluster.pods_started_since(namespace, "backend",
-                                                       since=_long_ago()) if p.ready]
-        assert len(pods) >= 3 and all("API initialized" in p.log for p in pods)
-        response = httpx.get(world.info["services"][environment], timeout=10)
-        assert response.status_code == 200, response.text
-    return key
-
-
-def _long_ago() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def rotate(world: World, secret: str, environment: str, **kwargs: Any) -> Any:
-    """Run the flow in this process, staging a console key first for Anthropic."""
-    if secret == "anthropic":
-        stage_key(world.wiring.stores(secret, environment), mint_console_key(world, environment))
-    return rotate_api_key(secret=secret, environment=environment, inventory=world.path,
-                          **kwargs)
-
-
-@contextlib.contextmanager
-def faults(world: World, **knobs: dict[str, Any]) -> Iterator[None]:
-    """Set the sandbox's fault knobs for the block; clear them all afterwards."""
-    control = world.info["control"]
-    try:
-        for name, values in knobs.items():
-            httpx.put(f"{control}/faults/{name}", json=values).raise_for_status()
-        yield
-    finally:
-        httpx.delete(f"{control}/faults").raise_for_status()
-
-
-def flow_runs_named(name: str) -> list[FlowRun]:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
-
-
-def lock_slots(secret: str) -> int:
-    with get_client(sync_client=True) as client:
-        return client.read_global_concurrency_limit_by_name(lock_name(secret)).active_slots
 
 
 # -- zero failed requests under load ------------------------------------------------------------
@@ -218,6 +117,9 @@ def test_killed_at_each_step_then_rerun_converges(world: World, after: str) -> N
     flow_run_id = run_and_kill(world, secret, environment, after)
     killed_at = time.monotonic()
     remember_all(world, secret, environment)
+    store = world.wiring.stores(secret, environment)[0]
+    promoted = store.read(Stage.current) != Credential(old)
+    assert (store.read(Stage.pending) is not None, promoted) == AT_KILL.get(after, (True, True))
     mark_crashed_and_unlock(flow_run_id, secret)
 
     rotate(world, secret, environment)
@@ -313,33 +215,6 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
 # -- Anthropic through the pause form ---------------------------------------------------------
 
 
-def start_in_thread(**params: Any) -> tuple[threading.Thread, list[Any]]:
-    """Run the flow in a thread, as a worker would, with this thread's Prefect settings (they
-    live in context variables, which a new thread does not inherit)."""
-    outcome: list[Any] = []
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            outcome.append(rotate_api_key(**params))
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=context.run, args=(target,), daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def wait_for_state(name: str, state: StateType, timeout: float = 30) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in flow_runs_named(name) if r.state_type == state]
-        if runs:
-            return runs[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no run {name} reached {state.value} within {timeout} s")
-
-
 @pytest.mark.usefixtures("clean_prefect")
 def test_anthropic_key_through_the_pause_form(world: World) -> None:
     secret, environment = "anthropic", "staging"
@@ -410,11 +285,6 @@ def snapshot(world: World, kubectl: Any, secret: str, environment: str) -> dict[
     return {"stores": stores, "keys": keys, "cluster": cluster}
 
 
-def secretops_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "secretops.cli", *args], cwd=ROOT,
-                          env=os.environ.copy(), capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.usefixtures("clean_prefect")
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -> None:
@@ -466,8 +336,6 @@ def test_scan_cli_is_clean_and_names_a_planted_value(world: World, prefect_serve
     name = "planted-" + uuid.uuid4().hex[:8]
     try:
         with get_client(sync_client=True) as client:
-            from prefect.client.schemas.actions import VariableCreate
-
             client.create_variable(VariableCreate(name=name, value=planted.reveal()))
         found = secretops_cli(*scan)
         assert found.returncode == 1, found.stdout

@@ -3,7 +3,8 @@ Playwright starts rotate-api-key for Anthropic in staging from the deployment pa
 the pause form with a key minted in the sandbox's Anthropic console, and sees the run
 Completed; then the world is checked (every store holds the minted key, the provider accepts
 it and refuses the old one), the form's answer is gone from the run's inputs, and nothing
-Prefect keeps holds a value.
+Prefect keeps holds a value. Screenshots of the deployment page, the pause form (before the
+key is typed) and the completed run go to the test's temporary folder.
 
 The browser is never downloaded: without ``chromium`` the test is skipped on a workstation,
 and fails under CI (``CI`` set), where ``.ci/run`` installs the package.
@@ -30,8 +31,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 SECRET, ENVIRONMENT = "anthropic", "staging"
-PAUSED_TIMEOUT_MS = 90_000
-COMPLETED_TIMEOUT_MS = 90_000
+RUN_TIMEOUT_MS = 90_000
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not os.environ.get("CI"),
@@ -47,6 +47,21 @@ def pick(page: Any, parameter: str, option: str) -> None:
     field.locator(".p-select-button__control").focus()
     page.keyboard.press("ArrowDown")
     page.get_by_role("option", name=option, exact=True).click()
+
+
+def start_custom_run(page: Any) -> str:
+    """On the deployment page: Run -> Custom run (``secret`` and ``environment`` have no
+    default, so Quick run cannot start it), choose the secret and environment, submit, and
+    follow the toast to the new run's page. Returns the flow run id."""
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+    pick(page, "secret", SECRET)
+    pick(page, "environment", ENVIRONMENT)
+    page.get_by_role("button", name="Submit").click()
+    # the toast is drawn twice, one over the other: click the one on top
+    page.get_by_role("button", name="View run").last.click()
+    page.wait_for_url("**/runs/flow-run/*")
+    return str(page.url.rsplit("/", 1)[-1])
 
 
 def current(world: World) -> list[SecretValue]:
@@ -76,63 +91,59 @@ def test_rotate_anthropic_from_the_ui(deployed: Stack, prefect_server: Any,
 
     from tests.deploy.test_deployed import deployments_by_flow
 
-    path = deployed.sandbox["inventory"]
-    inventory = load_inventory(path)
-    world = World(deployed.sandbox, path, inventory, Wiring(inventory))
+    inventory = load_inventory(deployed.sandbox["inventory"])
+    world = World(deployed.sandbox, deployed.sandbox["inventory"], inventory, Wiring(inventory))
     deployment = deployments_by_flow()["rotate-api-key"]
     ui = prefect_server.api_url.removesuffix("/api")
     old = current(world)[0]
     world.seen.append(old)
-    run_id = ""
+    run_id, key = "", ""
     seconds: dict[str, float] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{ui}/deployments/deployment/{deployment.id}")
-            expect(page.get_by_text(f"{SECRET}-{ENVIRONMENT}", exact=True)).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("secretops-process").first).to_be_visible()
+            schedule = page.get_by_text(f"{SECRET}-{ENVIRONMENT}", exact=True)
+            expect(schedule).to_be_visible(timeout=30_000)
             page.screenshot(path=str(tmp_path / "1-deployment.png"))
 
             clicked = time.monotonic()
-            page.get_by_role("button", name="Run", exact=True).click()
-            page.get_by_text("Custom run").click()
-            pick(page, "secret", SECRET)
-            pick(page, "environment", ENVIRONMENT)
-            page.get_by_role("button", name="Submit").click()
-            page.get_by_role("button", name="View run").filter(visible=True).first.click()
-            page.wait_for_url("**/runs/flow-run/*")
-            run_id = page.url.rsplit("/", 1)[-1]
-
+            run_id = start_custom_run(page)
             badge = page.locator(".page-heading-flow-run__meta .state-badge")
-            expect(badge).to_have_text("Paused", timeout=PAUSED_TIMEOUT_MS)
+            expect(badge).to_have_text("Paused", timeout=RUN_TIMEOUT_MS)
             seconds["Run -> Paused"] = time.monotonic() - clicked
+
             page.get_by_role("button", name="Resume").click()
             form = page.get_by_role("dialog")
-            expect(form.get_by_text(f"A new {SECRET} key is needed for {ENVIRONMENT}")).to_be_visible()
-            expect(form.get_by_text("The new key, exactly as the console showed it.")).to_be_visible()
+            expect(form.get_by_text(f"A new {SECRET} key is needed for {ENVIRONMENT}")
+                   ).to_be_visible()
+            expect(form.get_by_text("The new key, exactly as the console showed it.")
+                   ).to_be_visible()
             page.screenshot(path=str(tmp_path / "2-pause-form.png"))
-
             key = mint_console_key(world.info, f"secretops-intelliprompt-{ENVIRONMENT}-{SECRET}")
             world.seen.append(SecretValue(key))
             form.get_by_role("textbox").fill(key)
             resumed = time.monotonic()
             form.get_by_role("button", name="Submit").click()
-            expect(badge).to_have_text("Completed", timeout=COMPLETED_TIMEOUT_MS)
+
+            expect(badge).to_have_text("Completed", timeout=RUN_TIMEOUT_MS)
             seconds["Resume -> Completed"] = time.monotonic() - resumed
             seconds["Run -> Completed"] = time.monotonic() - clicked
+            page.locator(".p-tab", has_text="Task Runs").click()
+            expect(page.get_by_text(f"Revoke old key at provider ({ENVIRONMENT})").first
+                   ).to_be_visible()
             page.screenshot(path=str(tmp_path / "3-completed.png"))
             assert key not in page.content()
         finally:
             browser.close()
-            if run_id and not seconds.get("Run -> Completed"):
+            if run_id and "Run -> Completed" not in seconds:
                 cancel_if_unfinished(run_id)
     print(f"UI rotation of {SECRET} in {ENVIRONMENT}: "
           + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items())
           + f"; screenshots in {tmp_path}")
 
-    new = current(world)
-    assert all(value == SecretValue(key) for value in new)
+    assert all(value == SecretValue(key) for value in current(world))
     assert all(store.read(Stage.pending) is None
                for store in world.wiring.stores(SECRET, ENVIRONMENT))
     provider = world.wiring.provider(SECRET)
@@ -141,8 +152,8 @@ def test_rotate_anthropic_from_the_ui(deployed: Stack, prefect_server: Any,
     with get_client(sync_client=True) as client:
         inputs = client.filter_flow_run_input(flow_run_id=run_id, key_prefix="", limit=100,
                                               exclude_keys=set())
-    assert [i.key for i in inputs if i.key.endswith("-response")] == []
+    assert not [i.key for i in inputs if i.key.endswith("-response")]
     assert all(key not in i.value for i in inputs)
 
-    admin = [resolve_credential(world.inventory, name) for name in BLOCK_CREDENTIALS]
+    admin = [resolve_credential(inventory, name) for name in BLOCK_CREDENTIALS]
     assert_prefect_clean([*world.values(), *admin], run_id)
