@@ -56,10 +56,11 @@ LEAK_EVENT = "secretops.leak.reported"
 """The event that starts a leak response through an automation. Its shape:
 
 - ``resource``: ``{"prefect.resource.id": "secretops.secret.<id>", "secretops.secret": "<id>"}``
-- ``payload``: ``{"environments": ["production", ...] or null (every environment),
-  "exposed_since": "<ISO 8601>" or null, "reason": "<text>", "drill": false}``
+- ``payload``: ``{"secret": "<id>", "environments": ["production", ...] or null (every
+  environment), "exposed_since": "<ISO 8601>" or null, "reason": "<text>", "drill": false}``
 
-The automation maps them onto the flow's parameters (``reported_at`` is the event's time).
+The automation (``secretops.automations.leak_automation``) maps the payload onto the flow's
+parameters; ``reported_at`` is the event's time.
 """
 
 LEAK_EVENT_RESOURCE_PREFIX = "secretops.secret."
@@ -86,7 +87,7 @@ def leak_event(secret: str, environments: list[str] | None = None,
         "event": LEAK_EVENT,
         "resource": {"prefect.resource.id": f"{LEAK_EVENT_RESOURCE_PREFIX}{secret}",
                      "secretops.secret": secret},
-        "payload": {"environments": environments,
+        "payload": {"secret": secret, "environments": environments,
                     "exposed_since": exposed_since.isoformat() if exposed_since else None,
                     "reason": reason, "drill": drill},
     }

@@ -1,18 +1,25 @@
 """Runbook: Secret Rotation, for every secret that is due (the monthly run).
 
     1. Find what is due        find_due_rotations (schedule vs the store's last rotation)
-    2. Rotate each one         rotate_key (API keys) / rotate-db-password (database logins),
-                               at most ``max_concurrency`` at a time, each under its lock
-    3. Report                  one markdown artifact: every secret, due or not, and how it went
+    2. Rotate the API keys     rotate_keys, one task per group of keys that share a consumer
+                               Deployment: environment by environment, each key generated,
+                               checked, stored, verified and its old key revoked, each
+                               Deployment restarted once per batch
+    3. Rotate the logins       rotate-db-password as a subflow per database login, after the
+                               keys (it restarts the same Deployments), environment by
+                               environment
+    4. Report                  one markdown artifact: every secret, due or not, and how it went
 
-One rotation failing (and rolling back) does not stop the others; the run fails at the end if
-any did, after the report is published. Keys only a person can create (Anthropic) are listed
-as waiting for a person unless a key is already staged.
+Groups run at most ``max_concurrency`` at a time, each under its secrets' locks. One rotation
+failing (and rolling back) does not stop the others; the run fails at the end if any did,
+after the report is published. Keys only a person can create (Anthropic) are listed as
+waiting for a person unless a key is already staged.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import Task, flow, task
@@ -27,7 +34,15 @@ from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
 from secretops.report import RunReport
-from tasks.fleet import API_KEY_KINDS, Due, Outcome, find_due_rotations, rotate_key
+from tasks.fleet import (
+    API_KEY_KINDS,
+    ENVIRONMENT_ORDER,
+    Due,
+    Outcome,
+    consumer_groups,
+    find_due_rotations,
+    rotate_keys,
+)
 
 
 class FleetRotationFailed(SecretopsError):
@@ -48,6 +63,26 @@ def due_table(found: list[Due], outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def _run_all(tasks: list[tuple[Task[[str, list[Due], str], list[Outcome]], str, list[Due]]],
+             inventory: str, max_concurrency: int) -> list[Outcome]:
+    """Run each (task, label, due) at most ``max_concurrency`` at a time; every outcome."""
+    if not tasks:
+        return []
+    runner: ThreadPoolTaskRunner[Any]
+    with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
+        submit: Callable[..., PrefectFuture[list[Outcome]]] = runner.submit
+        futures = [submit(task, {"label": label, "due": due, "inventory": inventory})
+                   for task, label, due in tasks]
+        return [outcome for future in futures for outcome in future.result()]
+
+
+def _groups(task: Task[[str, list[Due], str], list[Outcome]], due: list[Due], inventory: str
+            ) -> list[tuple[Task[[str, list[Due], str], list[Outcome]], str, list[Due]]]:
+    """One (task, label, due) per consumer group of ``due``."""
+    groups = consumer_groups(inventory, sorted({d.secret for d in due}))
+    return [(task, ", ".join(group), [d for d in due if d.secret in group]) for group in groups]
+
+
 @flow(name="rotate-all", flow_run_name="rotate-all", log_prints=False)
 def rotate_all(
     environments: list[Environment] | None = None,
@@ -57,7 +92,8 @@ def rotate_all(
     inventory: str | None = None,
 ) -> State[str]:
     """Rotate every secret that is due in ``environments`` (all when empty), at most
-    ``max_concurrency`` at a time; ``force`` rotates everything; see the module doc."""
+    ``max_concurrency`` consumer groups at a time; ``force`` rotates everything; see the
+    module doc."""
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     path = inventory_path(inventory)
@@ -68,13 +104,11 @@ def rotate_all(
                        {"environments": ", ".join(wanted), "due": f"{len(due)} of {len(found)}",
                         "max concurrency": str(max_concurrency)})
     outcomes: list[Outcome] = []
-    if not dry_run and due:
-        runner: ThreadPoolTaskRunner[Any]
-        with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
-            futures: list[PrefectFuture[Outcome]] = [runner.submit(_rotation(d), {"secret": d.secret,
-                                                    "environment": d.environment,
-                                                    "inventory": path}) for d in due]
-            outcomes = [future.result() for future in futures]
+    if not dry_run:
+        keys = [d for d in due if SecretKind(d.kind) in API_KEY_KINDS]
+        logins = [d for d in due if SecretKind(d.kind) not in API_KEY_KINDS]
+        outcomes = _run_all(_groups(rotate_keys, keys, path), path, max_concurrency)
+        outcomes += _run_all(_groups(rotate_logins, logins, path), path, max_concurrency)
     failed = [o for o in outcomes if o.status == "failed"]
     waiting = [o for o in outcomes if o.status == "needs a person"]
     report.outcome = ("dry run: nothing changed" if dry_run else
@@ -90,23 +124,31 @@ def rotate_all(
     return Completed(message=report.outcome, data=markdown)
 
 
-def _rotation(due: Due) -> Task[[str, str, str], Outcome]:
-    """The task that rotates one due secret."""
-    if SecretKind(due.kind) in API_KEY_KINDS:
-        return rotate_key
-    return rotate_database_login
-
-
-@task(name="rotate_database_login", task_run_name="Rotate {secret} ({environment})",
-      persist_result=False, cache_policy=NO_CACHE, log_prints=False)
-def rotate_database_login(secret: str, environment: str, inventory: str) -> Outcome:
-    """The rotate-db-password flow (as a subflow, with its strategy from the inventory);
-    its failure, already rolled back, becomes an outcome."""
-    began = time.monotonic()
-    try:
-        rotate_db_password(environment=Environment(environment), secret=secret,
-                           inventory=inventory)
-    except Exception as exc:
-        return Outcome(secret, environment, "failed", time.monotonic() - began, str(exc))
-    return Outcome(secret, environment, "rotated", time.monotonic() - began,
-                   "rotated: new credentials current and verified, old refused")
+@task(name="rotate_logins", task_run_name="Rotate {label}", persist_result=False,
+      cache_policy=NO_CACHE, log_prints=False)
+def rotate_logins(label: str, due: list[Due], inventory: str) -> list[Outcome]:
+    """The rotate-db-password flow (as a subflow, with its strategy from the inventory) for
+    each due database login of one consumer group, one after the other, environment by
+    environment; a login that failed (and was rolled back) in one environment is not rotated
+    in the next. Failures become outcomes."""
+    outcomes: list[Outcome] = []
+    failed: set[str] = set()
+    for environment in ENVIRONMENT_ORDER:
+        for d in [d for d in due if d.environment == environment]:
+            began = time.monotonic()
+            if d.secret in failed:
+                outcomes.append(Outcome(d.secret, environment, "failed", 0.0,
+                                        "not attempted: it failed in an earlier environment"))
+                continue
+            try:
+                rotate_db_password(environment=Environment(environment), secret=d.secret,
+                                   inventory=inventory)
+            except Exception as exc:
+                failed.add(d.secret)
+                outcomes.append(Outcome(d.secret, environment, "failed",
+                                        time.monotonic() - began, str(exc)))
+                continue
+            outcomes.append(Outcome(d.secret, environment, "rotated", time.monotonic() - began,
+                                    "rotated: new credentials current and verified, old "
+                                    "refused"))
+    return outcomes

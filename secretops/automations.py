@@ -23,10 +23,12 @@ RUNBOOK_FLOWS = ("rotate-api-key", "rotate-db-password", "respond-to-leak", "aud
                  "break-glass")
 LEAK_FLOW = "respond-to-leak"
 
-# The event an incident responder (or a scanner) emits to start the leak response:
+# The event an incident responder (or a scanner) emits to start the leak response
+# (flows.respond_to_leak.leak_event builds it):
 #   emit_event(event="secretops.leak.reported",
 #              resource={"prefect.resource.id": "secretops.secret.openai"},
-#              payload={"secret": "openai", "environments": ["production"], "reason": "..."})
+#              payload={"secret": "openai", "environments": ["production"] or null,
+#                       "exposed_since": "<ISO 8601>" or null, "reason": "...", "drill": false})
 LEAK_EVENT = "secretops.leak.reported"
 
 HEARTBEAT_SECONDS = 30
@@ -49,6 +51,12 @@ NOTIFY_BODY = (
 
 def _jinja(template: str) -> dict[str, str]:
     return {"__prefect_kind": "jinja", "template": template}
+
+
+def _json(template: str) -> dict[str, Any]:
+    """A template rendered to JSON text and parsed: the parameter gets the payload's list,
+    null or boolean, not its text (Prefect renders a plain ``jinja`` parameter to a string)."""
+    return {"__prefect_kind": "json", "value": _jinja(template)}
 
 
 def failed_run_automation(notify_block: UUID) -> Any:
@@ -98,8 +106,12 @@ def leak_automation(deployment: UUID) -> Any:
             deployment_id=deployment,
             parameters={
                 "secret": _jinja("{{ event.payload.secret }}"),
-                "environments": _jinja("{{ event.payload.environments | tojson }}"),
-                "reason": _jinja("{{ event.payload.reason }}"),
+                "environments": _json("{{ event.payload.environments | default(none) | tojson }}"),
+                "exposed_since": _json(
+                    "{{ event.payload.exposed_since | default(none) | tojson }}"),
+                "reason": _jinja("{{ event.payload.reason | default('leak reported') }}"),
+                "drill": _json("{{ event.payload.drill | default(false) | tojson }}"),
+                "reported_at": _jinja("{{ event.occurred }}"),
             },
         )],
     )

@@ -1,14 +1,13 @@
-"""Steps of a fleet rotation: find what is due, rotate one API key the runbook's way.
+"""Steps of a fleet rotation: find what is due, rotate the due API keys of a consumer group.
 
 A secret is due in an environment when its schedule (cron, in its time zone) has fired since
 the last rotation, which is the ``created_at`` of the current version in the environment's
-primary store. A store that records no creation time (a Kubernetes Secret key) cannot say
-when it was last rotated, so its secret counts as due.
+primary store (a Kubernetes Secret records it in an annotation when a rotation promotes a
+value). A store that records no time for its current version counts as due.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,19 +17,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from secretops.errors import SecretopsError
-from secretops.models import SecretKind, Stage
+from secretops.models import Environment, SecretKind, Stage
 from secretops.prefect_setup import lock_name
-from tasks.api_keys import (
-    check_new_key,
-    generate_new_key,
-    revoke_new_key,
-    revoke_old_key,
-    verify_new_key,
-)
 from tasks.common import inventory_at, wiring_for
-from tasks.consumers import restart_pods, sync_external_secret, verify_logs
-from tasks.stores import restore_previous, update_secret
+from tasks.fleet_keys import Batch, rotate_batch
 
 API_KEY_KINDS = (SecretKind.openai_api_key, SecretKind.anthropic_api_key)
 
@@ -94,45 +84,55 @@ def find_due_rotations(inventory: str, environments: list[str], force: bool) -> 
     return found
 
 
-def _roll_back(secret: str, environment: str, inventory: str) -> None:
-    restore_previous(secret, environment, inventory)
-    sync_external_secret(secret, environment, inventory)
-    restart = restart_pods(secret, environment, inventory)
-    verify_logs(secret, environment, inventory, since=restart.started_at)
-    revoke_new_key(secret, environment, inventory)
+ENVIRONMENT_ORDER = [env.value for env in Environment]
 
 
-@task(name="rotate_key", task_run_name="Rotate {secret} ({environment})",
-      persist_result=False, cache_policy=NO_CACHE, log_prints=False)
-def rotate_key(secret: str, environment: str, inventory: str) -> Outcome:
-    """The rotate-api-key procedure for one key, under the secret's lock: generate, check,
-    update, sync, restart, verify, revoke the old key; before the revoke, any failure puts
-    the previous key back, restarts, checks health and revokes the new key. Returns the
-    outcome instead of raising, so one failure does not stop the fleet."""
-    began = time.monotonic()
-    provider = wiring_for(inventory).provider(secret)
-    stores = wiring_for(inventory).stores(secret, environment)
-    if not provider.can_create_keys and not any(s.read(Stage.pending) for s in stores):
-        return Outcome(secret, environment, "needs a person", 0.0,
-                       "needs a person: run rotate-api-key for it (the UI asks for the key)")
-    with concurrency(lock_name(secret), occupy=1, strict=True):
-        generate_new_key(secret, environment, inventory)
-        try:
-            check_new_key(secret, environment, inventory)
-        except SecretopsError as exc:
-            revoke_new_key(secret, environment, inventory)
-            return Outcome(secret, environment, "failed", time.monotonic() - began,
-                           f"the new key was refused ({exc}); nothing changed")
-        try:
-            update_secret(secret, environment, inventory)
-            sync_external_secret(secret, environment, inventory)
-            restart = restart_pods(secret, environment, inventory)
-            verify_logs(secret, environment, inventory, since=restart.started_at)
-            verify_new_key(secret, environment, inventory)
-        except Exception as exc:
-            _roll_back(secret, environment, inventory)
-            return Outcome(secret, environment, "failed", time.monotonic() - began,
-                           f"failed and rolled back ({exc}); the previous key is current")
-        revoke_old_key(secret, environment, inventory)
-    return Outcome(secret, environment, "rotated", time.monotonic() - began,
-                   "rotated: new key current and verified, old key revoked")
+def consumer_groups(inventory: str, secrets: list[str]) -> list[list[str]]:
+    """``secrets`` in groups that share a consumer Deployment (directly or through another
+    secret of the group): a group's rotations must not restart the same Deployment at once."""
+    inv = inventory_at(inventory)
+    group_of: dict[str, int] = {}
+    groups: list[set[str]] = []
+    for secret in sorted(secrets):
+        deployments = {consumer.deployment for consumer in inv.consumers_of(secret)}
+        joined = {group_of[d] for d in deployments if d in group_of}
+        merged = {secret}.union(*(groups[i] for i in joined))
+        groups.append(merged)
+        for member in merged:
+            for consumer in inv.consumers_of(member):
+                group_of[consumer.deployment] = len(groups) - 1
+        for i in joined:
+            groups[i] = set()
+    return [sorted(group) for group in groups if group]
+
+
+@task(name="rotate_keys", task_run_name="Rotate {label}", persist_result=False,
+      cache_policy=NO_CACHE, log_prints=False)
+def rotate_keys(label: str, due: list[Due], inventory: str) -> list[Outcome]:
+    """Rotate the due API keys of one consumer group (see :func:`consumer_groups`) under
+    their locks, environment by environment (development, staging, production), one batch
+    per environment (:mod:`tasks.fleet_keys`). A key that failed in one environment is not
+    rotated in the next. Returns every outcome instead of raising, so one failure does not
+    stop the fleet."""
+    outcomes: list[Outcome] = []
+    failed: set[str] = set()
+    with concurrency(sorted({lock_name(d.secret) for d in due}), occupy=1, strict=True):
+        for environment in ENVIRONMENT_ORDER:
+            here = [d.secret for d in due if d.environment == environment]
+            for secret in [s for s in here if s in failed]:
+                outcomes.append(Outcome(secret, environment, "failed", 0.0,
+                                        "not attempted: it failed in an earlier environment"))
+            batch = Batch([s for s in here if s not in failed], environment, inventory)
+            if not batch.secrets:
+                continue
+            try:
+                rotate_batch(batch)
+            except Exception as exc:
+                for secret in batch.open(batch.secrets):
+                    batch.end(secret, "failed", f"the rollback did not complete ({exc}); run "
+                                                "rotate-api-key for it")
+            for secret, (status, detail, seconds) in batch.results.items():
+                outcomes.append(Outcome(secret, environment, status, seconds, detail))
+                if status == "failed":
+                    failed.add(secret)
+    return outcomes

@@ -13,8 +13,8 @@ concurrent change answers 409 and the write is redone from a fresh read.
 from __future__ import annotations
 
 import base64
-import hashlib
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping

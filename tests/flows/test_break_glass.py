@@ -23,7 +23,7 @@ from prefect.flow_runs import resume_flow_run
 from flows.break_glass import break_glass, exposed_secrets
 from secretops.staging import stage_key
 from tests.flows.conftest import World
-from tests.flows.test_leak import current, mint_console_key, works
+from tests.flows.leak_world import current, mint_console_key, works
 
 
 def answer_form_when_paused(run_name: str, answer: dict[str, Any]) -> threading.Thread:

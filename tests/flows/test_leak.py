@@ -1,127 +1,53 @@
-"""respond-to-leak against the sandbox: the CLI as a real subprocess, the target polled until it
-refuses the old credential, then the world afterwards (new credentials everywhere, the app
-healthy), the audit findings and the post-mortem file."""
+"""respond-to-leak against the sandbox from the command line: the CLI as a real subprocess, the
+target polled until it refuses the old credential (the time is the figure the issue asks for),
+then the world afterwards (new credentials everywhere, the app healthy), the audit findings
+and the post-mortem file; two reports of the same leak at once; the hidden prompt for a key
+only a person can create."""
 
 from __future__ import annotations
 
 import os
+import select
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from secretops.models import Credential, SecretValue, Stage
-from secretops.staging import stage_key
+from secretops.models import Stage
 from tests.flows.conftest import World
+from tests.flows.leak_world import (
+    REVOKE_BUDGET_SECONDS,
+    ROOT,
+    current,
+    currents,
+    leak_command,
+    mint_console_key,
+    run_leak_cli,
+    stage_console_keys,
+    works,
+)
+from tests.flows.leak_world import assert_replaced_everywhere as replaced_everywhere
 
-ROOT = Path(__file__).resolve().parents[2]
-ENVIRONMENTS = ["development", "staging", "production"]
-REVOKE_BUDGET_SECONDS = 3.0
 EXPOSED_SINCE = datetime.now(UTC) - timedelta(hours=1)
-
-
-def mint_console_key(world: World, name: str) -> SecretValue:
-    """What a person does in the Anthropic console."""
-    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
-    response.raise_for_status()
-    value = SecretValue(response.json()["key"])
-    world.seen.append(value)
-    return value
-
-
-def current(world: World, secret: str, environment: str) -> Credential:
-    credential = world.wiring.stores(secret, environment)[0].read(Stage.current)
-    assert credential is not None
-    world.seen.append(credential.secret)
-    return credential
-
-
-def works(world: World, secret: str, environment: str, credential: Credential) -> bool:
-    """Whether the target accepts the credential right now."""
-    if secret == "db-password":
-        user = credential.username or world.inventory.role_for(secret, environment)
-        return world.wiring.database(environment).can_login(user, credential.secret)
-    return world.wiring.provider(secret).check_key(credential.secret)
-
-
-@dataclass
-class CliRun:
-    returncode: int
-    output: str
-    seconds_to_refusal: float
-
-
-def run_leak_cli(world: World, secret: str, old: dict[str, Credential], postmortems: Path,
-                 *extra: str) -> CliRun:
-    """``secretops leak SECRET --all-envs`` as a subprocess; the time is measured from just
-    before the process starts until every target refuses its old credential."""
-    command = [sys.executable, "-m", "secretops.cli", "leak", secret, "--all-envs",
-               "--since", EXPOSED_SINCE.isoformat(), "--inventory", world.path,
-               "--postmortem-dir", str(postmortems), *extra]
-    began = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    pending = dict(old)
-    refused_after = float("inf")
-    while pending and time.monotonic() - began < 60 and process.poll() is None:
-        for environment, credential in list(pending.items()):
-            if not works(world, secret, environment, credential):
-                del pending[environment]
-        if not pending:
-            refused_after = time.monotonic() - began
-        time.sleep(0.02)
-    output, _ = process.communicate(timeout=240)
-    if pending and not any(works(world, secret, e, c) for e, c in pending.items()):
-        refused_after = time.monotonic() - began
-    return CliRun(process.returncode, output, refused_after)
-
-
-def assert_replaced_everywhere(world: World, kubectl: Any, secret: str,
-                               old: dict[str, Credential]) -> None:
-    """Every environment is on a new working credential, nothing pending, the app healthy."""
-    for environment, leaked in old.items():
-        new = current(world, secret, environment)
-        assert new.secret != leaked.secret, environment
-        assert works(world, secret, environment, new), environment
-        assert not works(world, secret, environment, leaked), environment
-        for store in world.wiring.stores(secret, environment):
-            assert store.read(Stage.pending) is None, store.name
-            held = store.read(Stage.current)
-            assert held is not None and held.secret == new.secret, store.name
-        namespace = world.inventory.namespace(environment)
-        if namespace:
-            answer = httpx.get(world.info["services"][environment], timeout=10)
-            assert answer.status_code == 200, answer.text
-            rollout = kubectl("rollout", "status", "deployment/backend", "-n", namespace,
-                              "--timeout=30s")
-            assert "successfully rolled out" in rollout.stdout
-
-
-def stage_console_keys(world: World) -> None:
-    for environment in ENVIRONMENTS:
-        key = mint_console_key(world, f"secretops-intelliprompt-{environment}-anthropic")
-        stage_key(world.wiring.stores("anthropic", environment), key)
+FIGURES: dict[str, str] = {}
 
 
 @pytest.mark.usefixtures("clean_prefect")
 @pytest.mark.parametrize("secret", ["openai", "anthropic", "db-password"])
 def test_leak_from_the_cli(world: World, kubectl: Any, tmp_path: Path, secret: str) -> None:
-    old = {env: current(world, secret, env) for env in ENVIRONMENTS}
+    old = currents(world, secret)
     if secret == "anthropic":
         stage_console_keys(world)
 
-    run = run_leak_cli(world, secret, old, tmp_path)
+    run = run_leak_cli(world, secret, old, EXPOSED_SINCE, tmp_path)
 
     assert run.returncode == 0, run.output
-    print(f"\n{secret}: old credential refused in every environment "
-          f"{run.seconds_to_refusal:.2f} s after the CLI started")
-    assert_replaced_everywhere(world, kubectl, secret, old)
+    FIGURES[f"time to revoke {secret} (3 environments)"] = (
+        f"{run.seconds_to_refusal:.2f} s, load average {os.getloadavg()[0]:.1f}")
+    replaced_everywhere(world, kubectl, secret, old)
     [postmortem] = tmp_path.glob("*.md")
     text = postmortem.read_text()
     assert str(postmortem) in run.output
@@ -136,3 +62,73 @@ def test_leak_from_the_cli(world: World, kubectl: Any, tmp_path: Path, secret: s
         assert "last use of the leaked key" in text
         assert "VIOLATION: Group developers via RoleBinding intelliprompt/developers-read" in text
     assert run.seconds_to_refusal < REVOKE_BUDGET_SECONDS, f"{run.seconds_to_refusal:.2f} s"
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_two_reports_at_once_give_one_response(world: World, kubectl: Any,
+                                               tmp_path: Path) -> None:
+    """Both revoke (idempotently); one rotates under the lock; the other waits for the lock,
+    finds every environment replaced after the exposure began and ends without a post-mortem."""
+    old = currents(world, "openai")
+    command = leak_command(world, "openai", datetime.now(UTC), tmp_path, "--all-envs")
+    reports = [subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    outputs = [report.communicate(timeout=240)[0] for report in reports]
+
+    assert [report.returncode for report in reports] == [0, 0], outputs
+    assert sum("nothing left to do" in output for output in outputs) == 1, outputs
+    [postmortem] = tmp_path.glob("*.md")
+    assert sum(str(postmortem) in output for output in outputs) == 2  # the second names it
+    replaced_everywhere(world, kubectl, "openai", old)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_cli_asks_a_person_for_the_anthropic_key(world: World, tmp_path: Path) -> None:
+    """In a terminal, the CLI revokes, then asks for the new key with a hidden prompt."""
+    environment = "development"
+    old = current(world, "anthropic", environment)
+    primary, secondary = os.openpty()
+    command = leak_command(world, "anthropic", datetime.now(UTC), tmp_path, "--env",
+                           environment)
+    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdin=secondary,
+                               stdout=secondary, stderr=secondary, start_new_session=True)
+    os.close(secondary)
+    shown = read_until(primary, b"new anthropic key: ", timeout=60)
+    assert not works(world, "anthropic", environment, old), "revoked before the prompt"
+    key = mint_console_key(world, f"secretops-intelliprompt-{environment}-anthropic")
+    os.write(primary, key.reveal().encode() + b"\n")
+    shown += read_until(primary, None, timeout=180)
+    assert process.wait(timeout=120) == 0, shown.decode(errors="replace")
+    os.close(primary)
+
+    assert key.reveal().encode() not in shown
+    new = world.wiring.stores("anthropic", environment)[0].read(Stage.current)
+    assert new is not None and new.secret == key
+    assert works(world, "anthropic", environment, new)
+    assert not works(world, "anthropic", environment, old)
+
+
+def read_until(fd: int, marker: bytes | None, timeout: float) -> bytes:
+    """What the process behind the terminal ``fd`` printed, up to and including ``marker``
+    (None: until it closes the terminal)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while (marker is None or marker not in seen) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the other side closed
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+    assert marker is None or marker in seen, seen.decode(errors="replace")
+    return seen
+
+
+def test_figures() -> None:
+    """Print what the tests above measured (pytest -s shows it)."""
+    for name, figure in FIGURES.items():
+        print(f"{name}: {figure}")

@@ -207,9 +207,10 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
     namespace = world.inventory.namespace(environment)
     logs = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1").stdout
     assert "API initialized" in logs and "FATAL" not in logs
-    [run] = [r for r in flow_runs_named(f"rotate-{secret}-{environment}")
-             if r.state_type == StateType.FAILED]
-    assert run.state is not None and "previous key was restored" in (run.state.message or "")
+    runs = sorted(flow_runs_named(f"rotate-{secret}-{environment}"), key=lambda r: r.created)
+    run = runs[-1]
+    assert run.state_type == StateType.FAILED and run.state is not None
+    assert "previous key was restored" in (run.state.message or "")
 
 
 # -- Anthropic through the pause form ---------------------------------------------------------
@@ -251,7 +252,7 @@ def test_nobody_answers_the_pause_form(world: World) -> None:
     assert not thread.is_alive()
     assert isinstance(outcome[0], CancelledRun), outcome
     name = f"rotate-{secret}-{environment}"
-    runs = sorted(flow_runs_named(name), key=lambda r: r.created or 0)
+    runs = sorted(flow_runs_named(name), key=lambda r: r.created)
     assert runs[-1].state_type == StateType.CANCELLED, runs[-1].state
     assert "no key was provided in time" in (runs[-1].state.message or "")  # type: ignore[union-attr]
     assert assert_converged(world, secret, environment) == old

@@ -1,0 +1,163 @@
+"""The rotate-api-key procedure for a batch of keys that share their consumers, as a fleet run
+does it: every key is generated, checked, stored and verified on its own, but each consumer
+Deployment is restarted (and its logs verified) once for the whole batch, not once per key.
+
+The steps are the rotation's runbook steps, run here as plain calls inside the fleet's task
+(:func:`run_step`): a fleet of 200 keys would otherwise pay Prefect's per-task cost for nine
+task runs a key. Each step keeps the retry policy of its task (transient failures only, with
+backoff), and every step's evidence is kept for the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Task
+
+from secretops.adapters.retry import backoff_seconds, is_transient
+from secretops.errors import SecretopsError
+from secretops.models import Stage
+from secretops.report import StepResult
+from tasks.api_keys import (
+    check_new_key,
+    generate_new_key,
+    revoke_new_key,
+    revoke_old_key,
+    verify_new_key,
+)
+from tasks.common import inventory_at, wiring_for
+from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.stores import restore_previous, update_secret
+
+
+class Batch:
+    """One batch: its keys (secret ids), one environment, and how each key's rotation went."""
+
+    def __init__(self, secrets: list[str], environment: str, inventory: str) -> None:
+        self.secrets, self.environment, self.inventory = secrets, environment, inventory
+        self.began = time.monotonic()
+        self.results: dict[str, tuple[str, str, float]] = {}
+        self.restarts = 0
+
+    def step(self, step: Task[..., StepResult], secret: str, **extra: Any) -> StepResult:
+        return run_step(step, secret, self.environment, self.inventory, **extra)
+
+    def end(self, secret: str, status: str, detail: str) -> None:
+        """Record how ``secret``'s rotation ended (the first ending counts)."""
+        self.results.setdefault(secret, (status, detail, time.monotonic() - self.began))
+
+    def open(self, secrets: list[str]) -> list[str]:
+        """Those of ``secrets`` that have not ended yet."""
+        return [secret for secret in secrets if secret not in self.results]
+
+
+def run_step(step: Task[..., StepResult], *args: Any, **kwargs: Any) -> StepResult:
+    """Run a runbook step's function in the calling task, retried as its task would be: up
+    to the task's ``retries`` times, on transient failures only, with jittered backoff."""
+    fn: Callable[..., StepResult] = step.fn
+    attempt = 1
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt > step.retries or not is_transient(exc):
+                raise
+        time.sleep(backoff_seconds(attempt + 1))
+        attempt += 1
+
+
+def restart_consumers(batch: Batch, secrets: list[str]) -> None:
+    """Restart the Deployments that consume ``secrets`` and verify their new pods' logs, each
+    Deployment once: secrets with the most consumers first, skipping a secret whose consumers
+    are all restarted already."""
+    inv = inventory_at(batch.inventory)
+    done: set[str] = set()
+    for secret in sorted(secrets, key=lambda s: -len(inv.consumers_of(s))):
+        names = {consumer.deployment for consumer in inv.consumers_of(secret)}
+        if not names - done:
+            continue
+        restarted = batch.step(restart_pods, secret)
+        batch.step(verify_logs, secret, since=restarted.started_at)
+        batch.restarts += 1
+        done |= names
+
+
+def roll_back(batch: Batch, secrets: list[str], cause: str) -> None:
+    """Put each key's previous version back, restart the consumers once, revoke the new keys."""
+    if not secrets:
+        return
+    for secret in secrets:
+        batch.step(restore_previous, secret)
+        batch.step(sync_external_secret, secret)
+    restart_consumers(batch, secrets)
+    for secret in secrets:
+        batch.step(revoke_new_key, secret)
+        batch.end(secret, "failed", f"failed and rolled back ({cause}); the previous key is "
+                                    "current")
+
+
+def _stage(batch: Batch, secret: str) -> bool:
+    """Generate and check the new key; False (with the outcome recorded) when it cannot go on."""
+    wiring = wiring_for(batch.inventory)
+    stores = wiring.stores(secret, batch.environment)
+    if not wiring.provider(secret).can_create_keys and not any(
+        store.read(Stage.pending) for store in stores
+    ):
+        batch.end(secret, "needs a person",
+                  "needs a person: run rotate-api-key for it (the UI asks for the key)")
+        return False
+    try:
+        batch.step(generate_new_key, secret)
+    except Exception as exc:
+        batch.step(revoke_new_key, secret)
+        batch.end(secret, "failed", f"no new key ({exc}); nothing changed")
+        return False
+    try:
+        batch.step(check_new_key, secret)
+    except SecretopsError as exc:
+        batch.step(revoke_new_key, secret)
+        batch.end(secret, "failed", f"the new key was refused ({exc}); nothing changed")
+        return False
+    return True
+
+
+def rotate_batch(batch: Batch) -> None:
+    """Rotate every key of ``batch``; see the module doc. A key that fails before the restart
+    is rolled back alone; a failed restart rolls back the whole batch; a key the provider
+    refuses after the restart is rolled back with one more restart of its consumers."""
+    staged = [secret for secret in batch.secrets if _stage(batch, secret)]
+    stored = []
+    for secret in staged:
+        try:
+            batch.step(update_secret, secret)
+            batch.step(sync_external_secret, secret)
+            stored.append(secret)
+        except Exception as exc:
+            batch.step(restore_previous, secret)
+            batch.step(sync_external_secret, secret)
+            batch.step(revoke_new_key, secret)
+            batch.end(secret, "failed", f"failed and rolled back ({exc}); nothing restarted")
+    try:
+        restart_consumers(batch, stored)
+    except Exception as exc:
+        roll_back(batch, stored, f"restart: {exc}")
+    refused = []
+    for secret in batch.open(stored):
+        try:
+            batch.step(verify_new_key, secret)
+        except Exception as exc:
+            refused.append((secret, str(exc)))
+    if refused:
+        roll_back(batch, [secret for secret, _ in refused], "; ".join(e for _, e in refused))
+    for secret in batch.open(stored):
+        try:
+            batch.step(revoke_old_key, secret)
+        except Exception as exc:
+            batch.end(secret, "failed", f"the new key is current and verified but the old "
+                                        f"one is not revoked ({exc}); rerun to revoke it")
+        else:
+            batch.end(secret, "rotated", "rotated: new key current and verified, old key "
+                                         "revoked")
+
