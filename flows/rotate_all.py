@@ -73,7 +73,15 @@ def _run_all(tasks: list[tuple[Task[[str, list[Due], str], list[Outcome]], str, 
         submit: Callable[..., PrefectFuture[list[Outcome]]] = runner.submit
         futures = [submit(task, {"label": label, "due": due, "inventory": inventory})
                    for task, label, due in tasks]
-        return [outcome for future in futures for outcome in future.result()]
+        outcomes: list[Outcome] = []
+        for future, (_, _, due) in zip(futures, tasks, strict=True):
+            try:
+                outcomes += future.result()
+            except Exception as exc:  # the group's task failed before it could say how each went
+                outcomes += [Outcome(d.secret, d.environment, "failed", 0.0,
+                                     f"its group's task failed ({type(exc).__name__}: {exc}); "
+                                     "rerun rotate-all") for d in due]
+        return outcomes
 
 
 def _groups(task: Task[[str, list[Due], str], list[Outcome]], due: list[Due], inventory: str

@@ -23,6 +23,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -176,6 +177,10 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    return [str(c[1]) for c in connection.execute(f"PRAGMA table_info({_quoted(table)})")]
+
+
 def _text_tables(connection: sqlite3.Connection) -> Iterator[tuple[str, list[str]]]:
     tables = connection.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -192,17 +197,23 @@ def _text_tables(connection: sqlite3.Connection) -> Iterator[tuple[str, list[str
             yield str(table), text_columns
 
 
-def search_sqlite(database_path: Path, matcher: Matcher, report: ScanReport) -> None:
+def search_sqlite(
+    database_path: Path, matcher: Matcher, report: ScanReport, since: datetime | None = None
+) -> None:
     """Read every text-like column of every table, one row at a time, and search each cell
-    as bytes (so JSON, blobs and text are all covered)."""
+    as bytes (so JSON, blobs and text are all covered). With ``since``, only rows written
+    since then (Prefect stamps every row's ``updated`` column, in UTC)."""
     uri = f"{database_path.resolve().as_uri()}?mode=ro"
     connection = sqlite3.connect(uri, uri=True)
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if since else None
     try:
         for table, columns in _text_tables(connection):
             selected = ", ".join(f"CAST({_quoted(column)} AS BLOB)" for column in columns)
             # identifiers read from the database's own catalogue, quoted
             query = f"SELECT rowid, {selected} FROM {_quoted(table)}"  # noqa: S608
-            rows = connection.execute(query)
+            recent = stamp is not None and "updated" in _columns(connection, table)
+            rows = (connection.execute(f"{query} WHERE updated >= ?", (stamp,)) if recent
+                    else connection.execute(query))
             count = 0
             for row in rows:
                 count += 1
@@ -234,6 +245,7 @@ def scan_prefect(
     api_url: str | None,
     database_path: Path | None,
     extra_files: Sequence[Path] = (),
+    since: datetime | None = None,
 ) -> ScanReport:
     """Search Prefect for every value: through the API (at ``api_url``, or the configured
     ``PREFECT_API_URL`` when None), in the SQLite file at ``database_path`` when given, and in
@@ -245,14 +257,14 @@ def scan_prefect(
     if not matcher:
         return report
     try:
-        search_api(api_url, matcher, report)
+        search_api(api_url, matcher, report, since)
     except Exception as error:
         where = api_url or "PREFECT_API_URL"
         message = f"could not read the Prefect API at {where}: {_first_line(error)}"
         raise ScanError(message) from error
     if database_path is not None:
         try:
-            search_sqlite(database_path, matcher, report)
+            search_sqlite(database_path, matcher, report, since)
         except sqlite3.Error as error:
             raise ScanError(f"could not read {database_path}: {_first_line(error)}") from error
     for path in extra_files:

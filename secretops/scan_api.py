@@ -35,8 +35,15 @@ def _pages(
         offset += PAGE
 
 
-def _flow_runs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport) -> None:
-    for run in _pages(client, "/flow_runs/filter"):
+def _after(since: datetime | None, kind: str, field: str) -> dict[str, Any]:
+    """A filter body keeping objects whose ``field`` is at or after ``since``."""
+    return {kind: {field: {"after_": since.isoformat()}}} if since else {}
+
+
+def _flow_runs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport,
+               since: datetime | None) -> None:
+    for run in _pages(client, "/flow_runs/filter",
+                      _after(since, "flow_runs", "expected_start_time")):
         run_id = run["id"]
         report.count("flow runs")
         search_json(run, f"flow_run {run_id}", matcher, report)
@@ -68,23 +75,27 @@ def _run_inputs(
             return
 
 
-def _task_runs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport) -> None:
-    for task_run in _pages(client, "/task_runs/filter"):
+def _task_runs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport,
+               since: datetime | None) -> None:
+    for task_run in _pages(client, "/task_runs/filter",
+                           _after(since, "task_runs", "expected_start_time")):
         report.count("task runs")
         where = f"task_run {task_run['id']} (flow run {task_run.get('flow_run_id')})"
         search_json(task_run, where, matcher, report)
 
 
-def _logs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport) -> None:
-    for log in _pages(client, "/logs/filter"):
+def _logs(client: SyncPrefectClient, matcher: Matcher, report: ScanReport,
+          since: datetime | None) -> None:
+    for log in _pages(client, "/logs/filter", _after(since, "logs", "timestamp")):
         report.count("logs")
         search_json(log, f"log {log['id']} (flow run {log.get('flow_run_id')})", matcher, report)
 
 
-def _events(client: SyncPrefectClient, matcher: Matcher, report: ScanReport) -> None:
+def _events(client: SyncPrefectClient, matcher: Matcher, report: ScanReport,
+            since: datetime | None) -> None:
     now = datetime.now(UTC)
     window = {
-        "since": (now - timedelta(days=3650)).isoformat(),
+        "since": (since or now - timedelta(days=3650)).isoformat(),
         "until": (now + timedelta(days=1)).isoformat(),
     }
     page = client.request(
@@ -146,14 +157,16 @@ _SIMPLE_SOURCES: tuple[tuple[str, ServerRoutes, str], ...] = (
 )
 
 
-def search_api(api_url: str | None, matcher: Matcher, report: ScanReport) -> None:
-    """Search everything the API at ``api_url`` (the configured one when None) shows."""
+def search_api(api_url: str | None, matcher: Matcher, report: ScanReport,
+               since: datetime | None = None) -> None:
+    """Search everything the API at ``api_url`` (the configured one when None) shows; with
+    ``since``, runs, task runs, logs and events from then on (the rest is small: whole)."""
     client = SyncPrefectClient(api_url) if api_url else get_client(sync_client=True)
     with client:
-        _flow_runs(client, matcher, report)
-        _task_runs(client, matcher, report)
-        _logs(client, matcher, report)
-        _events(client, matcher, report)
+        _flow_runs(client, matcher, report, since)
+        _task_runs(client, matcher, report, since)
+        _logs(client, matcher, report, since)
+        _events(client, matcher, report, since)
         _block_documents(client, matcher, report)
         for source, route, kind in _SIMPLE_SOURCES:
             for item in _pages(client, route):

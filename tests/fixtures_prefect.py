@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -263,11 +264,13 @@ def assert_prefect_clean(prefect_server: PrefectServer) -> Callable[..., ScanRep
     land (when a run id is given), then scan the server (API, SQLite file, server log) and
     every persisted result file for the values; fail with the report unless it is clean."""
 
-    def check(values: Iterable[SecretValue], flow_run_id: object = None) -> ScanReport:
+    def check(values: Iterable[SecretValue], flow_run_id: object = None,
+              since: datetime | None = None) -> ScanReport:
         if flow_run_id is not None:
             settle(flow_run_id)
         report = scan_prefect(
             values,
+            since=since,
             api_url=prefect_server.api_url,
             database_path=prefect_server.database_path,
             extra_files=[

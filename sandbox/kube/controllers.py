@@ -105,7 +105,7 @@ class Controllers:
         rs = self.store.get(REPLICASETS, namespace, name)
         if rs is None:
             return
-        pods = [p for p in self.store.list(PODS, namespace) if owned_by(p, rs)]
+        pods = self.store.list(PODS, namespace, lambda p: owned_by(p, rs))
         active = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         diff = rollout.spec_replicas(rs) - len(active)
         pod_resource = by_key(PODS)
@@ -147,8 +147,7 @@ class Controllers:
         deployment = self.store.get(DEPLOYMENTS, namespace, name)
         if deployment is None or deployment["spec"].get("paused"):
             return
-        all_rs = [rs for rs in self.store.list(REPLICASETS, namespace)
-                  if owned_by(rs, deployment)]
+        all_rs = self.store.list(REPLICASETS, namespace, lambda rs: owned_by(rs, deployment))
         template = copy.deepcopy(deployment["spec"]["template"])
         template_hash = rollout.template_hash(template)
         new_rs = next((rs for rs in all_rs if rs["metadata"].get("labels", {}).get(

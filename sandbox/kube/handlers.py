@@ -94,8 +94,8 @@ class ResourceApi:
         match = _matcher(params)
         namespace = target.namespace if target.resource.namespaced and target.namespace else None
         rv = self.store.resource_version
-        items = [present(o, target) for o in self.store.list(target.resource.key, namespace)
-                 if match(o)]
+        items = [present(o, target) for o in self.store.list(target.resource.key, namespace,
+                                                             match)]
         if as_table:
             return table(target.resource.key, items, rv)
         return {"kind": f"{target.resource.kind}List",

@@ -92,11 +92,14 @@ class Store:
             obj = self._objects.get(key, {}).get((namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, key: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(self, key: str, namespace: str | None = None,
+             where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Copies of the objects of ``key`` (in ``namespace``) that ``where`` accepts; the
+        filter sees the stored objects, so only the matches are copied."""
         with self._lock:
             items = self._objects.get(key, {})
             return [copy.deepcopy(o) for (ns, _), o in sorted(items.items())
-                    if namespace is None or ns == namespace]
+                    if (namespace is None or ns == namespace) and (where is None or where(o))]
 
     def require(self, key: str, namespace: str, name: str) -> dict[str, Any]:
         obj = self.get(key, namespace, name)

@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Prefect server's SQLite file, searched byte by byte too")
     p.add_argument("--extra-file", action="append", default=[], metavar="PATH",
                    help="another file to search, e.g. the server's log (repeatable)")
+    p.add_argument("--since", default=None, metavar="ISO-TIME",
+                   help="only what was written since then (runs, logs, events, database rows), "
+                   "e.g. 2026-11-29T10:00Z; default: everything")
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -159,9 +160,20 @@ def scan(args: argparse.Namespace) -> int:
         api_url=args.api_url,
         database_path=Path(args.database) if args.database else None,
         extra_files=[Path(p) for p in args.extra_file],
+        since=_iso_time(args.since) if args.since else None,
     )
     _out(format_report(report))
     return 0 if report.ok else 1
+
+
+def _iso_time(text: str) -> datetime:
+    from secretops.errors import SecretopsError
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SecretopsError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-29T10:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- quickstart --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from secretops.inventory import Inventory, load_inventory
 from secretops.models import SecretValue
 from secretops.prefect_setup import ensure_concurrency_limits
-from secretops.scan import collect_store_values
+from secretops.scan import collect_store_values, format_report, scan_prefect
 from secretops.wiring import Wiring
 
 
@@ -39,17 +40,26 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(sandbox: dict[str, Any], prefect_server: Any) -> World:
+def world(sandbox: dict[str, Any], prefect_server: Any) -> Iterator[World]:
+    """The sandbox as the flows see it. After the session's last flow test, the whole Prefect
+    database, API and server log are scanned for every value ever seen."""
     inventory = load_inventory(sandbox["inventory"])
     ensure_concurrency_limits(inventory)
-    return World(sandbox, sandbox["inventory"], inventory, Wiring(inventory))
+    world = World(sandbox, sandbox["inventory"], inventory, Wiring(inventory))
+    yield world
+    report = scan_prefect(world.values(), api_url=prefect_server.api_url,
+                          database_path=prefect_server.database_path,
+                          extra_files=[prefect_server.log_path])
+    assert report.ok, format_report(report)
 
 
 @pytest.fixture()
 def clean_prefect(world: World, assert_prefect_clean: Callable[..., Any]) -> Iterator[None]:
-    """After the test: no value held in any store (or remembered) is anywhere in Prefect."""
+    """After the test: no value held in any store (or remembered) is anywhere in Prefect
+    that was written during the test (the session's last flow test scans everything)."""
+    started = datetime.now(UTC) - timedelta(seconds=2)
     yield
-    assert_prefect_clean(world.values())
+    assert_prefect_clean(world.values(), since=started)
 
 
 @dataclass
