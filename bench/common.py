@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import statistics
@@ -46,6 +47,9 @@ def world(keep: bool = False) -> Iterator[Bench]:
     from secretops.inventory import load_inventory
     from secretops.prefect_setup import ensure_concurrency_limits
 
+    # a fleet run has more threads than the Kubernetes client keeps connections: it opens
+    # extra ones and says so for each; the tables are what this output is for
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     directory = Path(tempfile.mkdtemp(prefix="secretops-bench-"))
     began = time.monotonic()
     info, _ = manager.up(directory)

@@ -94,14 +94,15 @@ class KubernetesSecretStore:
         """The annotation that records when this store's key was last set."""
         return ROTATED_AT + self._key
 
-    def read(self, stage: Stage = Stage.current) -> Credential | None:
-        values = self._cluster.read_secret(self._namespace, self.secret_name(stage))
-        return None if values is None else self._credential(values)
-
-    def _rotation_time(self, stage: Stage) -> str | None:
-        """The ``rotated-at`` stamp of this key in the Secret holding ``stage``, if any."""
+    def _get(self, stage: Stage) -> tuple[Credential | None, str | None]:
+        """The credential held for ``stage`` and its ``rotated-at`` stamp, in one read."""
         secret = self._cluster.get_secret(self._namespace, self.secret_name(stage))
-        return _stamp(secret, self._rotated_at)
+        if secret is None:
+            return None, None
+        return self._credential(decode(secret.get("data"))), _stamp(secret, self._rotated_at)
+
+    def read(self, stage: Stage = Stage.current) -> Credential | None:
+        return self._get(stage)[0]
 
     def _version(
         self, stage: Stage, credential: Credential | None, created_at: datetime | None = None
@@ -119,16 +120,20 @@ class KubernetesSecretStore:
         )
 
     def version(self, stage: Stage = Stage.current) -> StoredVersion | None:
-        secret = self._cluster.get_secret(self._namespace, self.secret_name(stage))
-        if secret is None:
-            return None
-        created_at = parse_time(_stamp(secret, self._rotated_at))
-        return self._version(stage, self._credential(decode(secret.get("data"))), created_at)
+        credential, stamp = self._get(stage)
+        return self._version(stage, credential, parse_time(stamp))
 
     def _required(self, stage: Stage, credential: Credential | None) -> StoredVersion:
         version = self._version(stage, credential)
         if version is None:
             raise NotRetryable(f"{self.name} has no {stage.value} version")
+        return version
+
+    def _now_current(self) -> StoredVersion:
+        """The current version (with its rotation time) after a write."""
+        version = self.version(Stage.current)
+        if version is None:
+            raise NotRetryable(f"{self.name} has no current version")
         return version
 
     def _write(
@@ -167,24 +172,24 @@ class KubernetesSecretStore:
 
     def promote_pending(self) -> StoredVersion:
         pending = self.read(Stage.pending)
-        current = self.read(Stage.current)
+        current, stamp = self._get(Stage.current)
         if pending is None:
             return self._required(Stage.current, current)
         if current is None or not self._same(current, pending):
             if current is not None:
-                self._write(Stage.previous, current, self._rotation_time(Stage.current))
+                self._write(Stage.previous, current, stamp)
             self._write(Stage.current, pending, rfc3339_now())
-        return self._required(Stage.current, self.read(Stage.current))
+        return self._now_current()
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
         current = self.read(Stage.current)
         if current is None or current.secret != failed.secret:
             return self._required(Stage.current, current)
-        previous = self.read(Stage.previous)
+        previous, stamp = self._get(Stage.previous)
         if previous is None:
             raise NotRetryable(f"{self.name} has no previous version to restore")
-        self._write(Stage.current, previous, self._rotation_time(Stage.previous))
-        return self._required(Stage.current, self.read(Stage.current))
+        self._write(Stage.current, previous, stamp)
+        return self._now_current()
 
     def clear_pending(self) -> None:
         if self.read(Stage.pending) is not None:

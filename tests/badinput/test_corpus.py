@@ -30,8 +30,8 @@ from secretops.inventory import load_inventory
 from secretops.models import Credential, SecretValue, Stage
 from secretops.scan import format_report, scan_prefect
 from tests.fixtures_prefect import PrefectServer
+from tests.flows.api_key_world import faults
 from tests.flows.conftest import World
-from tests.flows.test_rotate_api_key_faults import faults
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

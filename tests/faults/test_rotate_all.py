@@ -1,0 +1,88 @@
+"""rotate-all against the sandbox: every due secret of staging rotated in one run, the keys
+that share the backend Deployment restarted together, the rotation time recorded in the
+Kubernetes Secret so that the next run finds nothing due; and a fleet run that keeps going
+while the provider throttles half of its requests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flows.rotate_all import rotate_all
+from secretops.models import Stage
+from secretops.staging import stage_key
+from tests.faults.test_matrix import assert_db_converged, remember_db
+from tests.flows.api_key_world import (
+    assert_converged,
+    faults,
+    lock_slots,
+    mint_console_key,
+    remember_all,
+)
+from tests.flows.conftest import World
+
+ENV = "staging"
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def backend_revision(world: World) -> int:
+    """The backend Deployment's rollout revision: one more for every restart."""
+    namespace = world.inventory.namespace(ENV)
+    deployment = world.wiring.cluster().apps.read_namespaced_deployment("backend", namespace)
+    return int(deployment.metadata.annotations[REVISION])
+
+
+def run(world: World, **params: Any) -> Any:
+    state = rotate_all(environments=[ENV], inventory=world.path, return_state=True, **params)
+    assert state.is_completed(), state.message
+    return state
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_rotate_all_restarts_shared_consumers_once_and_records_the_time(world: World) -> None:
+    old = {secret: assert_converged(world, secret, ENV) for secret in ("openai", "anthropic")}
+    old_db = assert_db_converged(world, ENV)
+    world.seen += [*old.values(), old_db.secret]
+    stage_key(world.wiring.stores("anthropic", ENV), mint_console_key(world, ENV))
+    revision = backend_revision(world)
+    began = datetime.now(UTC) - timedelta(seconds=1)
+
+    state = run(world, force=True, max_concurrency=4)
+
+    assert state.message == "3 rotated, 0 failed and rolled back, 0 waiting for a person"
+    for secret in old:
+        remember_all(world, secret, ENV)
+        assert assert_converged(world, secret, ENV) != old[secret]
+        assert not world.wiring.provider(secret).check_key(old[secret])
+        assert lock_slots(secret) == 0
+    remember_db(world, ENV)
+    assert assert_db_converged(world, ENV, old_db).secret != old_db.secret
+    # openai and anthropic share the backend: one restart for both, one for the database login
+    assert backend_revision(world) == revision + 2
+    for secret in ("openai", "anthropic", "db-password"):
+        version = world.wiring.stores(secret, ENV)[0].version(Stage.current)
+        assert version is not None and version.created_at is not None
+        assert began <= version.created_at <= datetime.now(UTC)
+
+    again = run(world)
+
+    assert again.message == "0 rotated, 0 failed and rolled back, 0 waiting for a person"
+    assert backend_revision(world) == revision + 2
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_rotate_all_rides_out_a_throttling_provider(world: World) -> None:
+    """Half of the provider's answers are 429 or 503: the adapter's own retries (with the
+    provider's Retry-After) carry every call through and the key rotates in the first run."""
+    old = assert_converged(world, "openai", ENV)
+    world.seen.append(old)
+    knobs = {"error_rate": 0.5, "codes": [429, 503], "retry_after_ms": 20}
+    with faults(world, openai=knobs):
+        state = run(world, force=True)
+    remember_all(world, "openai", ENV)
+    remember_db(world, ENV)
+    assert state.message == "2 rotated, 0 failed and rolled back, 1 waiting for a person"
+    assert assert_converged(world, "openai", ENV) != old
+    assert not world.wiring.provider("openai").check_key(old)
