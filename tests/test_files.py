@@ -86,11 +86,13 @@ def test_promote_changes_only_the_managed_lines(env_file: Path) -> None:
     )
     assert raw(env_file) == expected
     assert mode(env_file) == 0o600
-    assert not pending.exists()
+    assert store.read(Stage.pending) == cred(NEW), "pending stays until the rotation finishes"
     previous = env_file.with_name(".env.previous")
     assert previous.read_text() == f"DB_PASSWORD={OLD}\n"
     assert mode(previous) == 0o600
     assert store.read(Stage.previous) == cred(OLD)
+    store.clear_pending()
+    assert not pending.exists()
     assert store.read(Stage.pending) is None
     assert leftovers(env_file.parent) == []
 
@@ -141,6 +143,7 @@ def test_stores_of_one_file_share_pending_without_losing_keys(env_file: Path) ->
     db.clear_pending()
     assert pending.read_text() == "OPENAI_API_KEY=sk-new-openai-key-111111\n"
     openai.promote_pending()
+    openai.clear_pending()
     assert not pending.exists()
     assert "export OPENAI_API_KEY='sk-new-openai-key-111111'  # from the provider\n" in (
         env_file.read_text()
@@ -157,6 +160,7 @@ def test_concurrent_rotations_of_one_file(env_file: Path) -> None:
             for round_ in range(5):
                 store.stage_pending(cred(f"{value}-{round_}-padding"))
                 store.promote_pending()
+                store.clear_pending()
         except BaseException as exc:
             errors.append(exc)
 
@@ -188,9 +192,9 @@ def test_rerun_after_crash_before_promotion(env_file: Path) -> None:
     assert f":{NEW}@" in (DotenvFile(env_file.read_text()).get("DATABASE_URL") or "")
 
 
-def test_rerun_after_crash_between_current_and_clearing_pending(env_file: Path) -> None:
-    """The run died after .env got the new value but before .env.pending was removed: the
-    rerun must not overwrite PREVIOUS with the new value."""
+def test_rerun_after_crash_between_current_and_finish(env_file: Path) -> None:
+    """The run died after .env got the new value but before the rotation finished (pending
+    still marks it): the rerun must not overwrite PREVIOUS with the new value."""
     store = DotenvStore(env_file, "DB_PASSWORD")
     env_file.with_name(".env.previous").write_text(f"DB_PASSWORD={OLD}\n")
     env_file.write_text(ENV_TEXT.replace(OLD, NEW))
@@ -198,6 +202,7 @@ def test_rerun_after_crash_between_current_and_clearing_pending(env_file: Path) 
     store.promote_pending()
     assert store.read() == cred(NEW)
     assert store.read(Stage.previous) == cred(OLD)
+    store.clear_pending()
     assert store.read(Stage.pending) is None
 
 
@@ -233,6 +238,7 @@ def test_docker_secret_store(tmp_path: Path) -> None:
     assert store.read() is None
     store.stage_pending(cred(OLD, "ignored_user"))
     store.promote_pending()
+    store.clear_pending()
     assert path.read_bytes() == OLD.encode()
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
     path.write_text(OLD + "\n")
@@ -246,6 +252,8 @@ def test_docker_secret_store(tmp_path: Path) -> None:
     store.promote_pending()
     assert path.read_bytes() == NEW.encode()
     assert path.with_name("db_password.txt.previous").read_text() == OLD
+    assert store.read(Stage.pending) == cred(NEW)
+    store.clear_pending()
     assert not path.with_name("db_password.txt.pending").exists()
     assert store.version(Stage.previous) is not None
 

@@ -172,7 +172,8 @@ class _FileStore:
             if current is not None and not _same(current, pending):
                 self._write(Stage.previous, current)
             self._write(Stage.current, pending)
-            self._clear(Stage.pending)
+            # PENDING stays until the rotation finishes (clear_pending), as in every store:
+            # a rerun finds it already current, a rollback knows which value failed.
             return self._must_version(Stage.current, pending)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
