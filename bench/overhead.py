@@ -56,8 +56,8 @@ def run(bench: Bench, repeats: int, tasks_per_flow: int = 50) -> dict[str, Any]:
     }
     empty()
     steps(1)
-    runs = [_timed(empty) for _ in range(repeats * 3)]
-    with_tasks = [_timed(lambda: steps(tasks_per_flow)) for _ in range(repeats)]
+    runs = [_timed(empty) for _ in range(max(3, repeats) * 3)]
+    with_tasks = [_timed(lambda: steps(tasks_per_flow)) for _ in range(max(3, repeats))]
     direct = [_timed(lambda: [nothing.fn() for _ in range(tasks_per_flow)])
               for _ in range(repeats)]
     per_task = (median(with_tasks) - median(runs)) / tasks_per_flow

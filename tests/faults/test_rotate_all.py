@@ -1,7 +1,8 @@
 """rotate-all against the sandbox: every due secret of staging rotated in one run, the keys
 that share the backend Deployment restarted together, the rotation time recorded in the
-Kubernetes Secret so that the next run finds nothing due; and a fleet run that keeps going
-while the provider throttles half of its requests."""
+Kubernetes Secret so that the next run finds nothing due; a fleet run that keeps going while
+the provider throttles half of its requests; a key refused after the restart rolled back
+while the rest of the run goes on."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.flows.api_key_world import (
     remember_all,
 )
 from tests.flows.conftest import World
+from tests.flows.test_rotate_api_key_faults import RevokeWhenPromoted
 
 ENV = "staging"
 REVISION = "deployment.kubernetes.io/revision"
@@ -86,3 +88,29 @@ def test_rotate_all_rides_out_a_throttling_provider(world: World) -> None:
     assert state.message == "2 rotated, 0 failed and rolled back, 1 waiting for a person"
     assert assert_converged(world, "openai", ENV) != old
     assert not world.wiring.provider("openai").check_key(old)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_rotate_all_rolls_back_a_key_refused_after_the_restart(world: World) -> None:
+    """The new OpenAI key is revoked as soon as it is current: the batch's restart fails, the
+    previous key is put back and the backend restarted on it; the database login, in its own
+    task, still rotates; the run fails at the end with the report saying which."""
+    old = assert_converged(world, "openai", ENV)
+    world.seen.append(old)
+    watcher = RevokeWhenPromoted(world, "openai", ENV, old)
+    watcher.start()
+    try:
+        state = rotate_all(environments=[ENV], inventory=world.path, return_state=True,
+                           force=True)
+    finally:
+        watcher.stop.set()
+        watcher.join(10)
+    assert watcher.revoked is not None, "the store's current key never changed"
+    world.seen.append(watcher.revoked)
+    remember_db(world, ENV)
+    assert state.is_failed(), state.message
+    assert "1 of 3 rotations did not complete" in (state.message or "")
+    assert assert_converged(world, "openai", ENV) == old
+    assert not world.wiring.provider("openai").check_key(watcher.revoked)
+    assert lock_slots("openai") == 0
+    assert_db_converged(world, ENV)
