@@ -10,14 +10,11 @@ import os
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,45 +68,6 @@ def world(keep: bool = False) -> Iterator[Bench]:
             manager.down(directory)
 
 
-@dataclass
-class LoadResult:
-    sent: int = 0
-    failed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-class Load:
-    """Steady requests to a service endpoint from a background thread, counting failures
-    (each request is a fresh database login and a provider call made by a ready pod)."""
-
-    def __init__(self, url: str, interval: float = 0.01) -> None:
-        self.url, self.interval = url, interval
-        self.result = LoadResult()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                self.result.sent += 1
-                try:
-                    response = client.get(self.url)
-                    ok = response.status_code == 200
-                    reason = "" if ok else str(response.json().get("error", response.status_code))
-                except (httpx.HTTPError, ValueError) as exc:
-                    ok, reason = False, type(exc).__name__
-                if not ok:
-                    self.result.failed += 1
-                    self.result.errors[reason] = self.result.errors.get(reason, 0) + 1
-                time.sleep(self.interval)
-
-    def __enter__(self) -> LoadResult:
-        self._thread.start()
-        return self.result
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def median(values: list[float]) -> float:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.baseline import by_hand, eso_undoes_a_direct_patch
-from bench.common import ROOT, Bench, Load, median, table
+from bench.common import ROOT, Bench, median, table
+from sandbox.load import Load
 
 ENV = "staging"
 

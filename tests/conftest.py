@@ -55,3 +55,13 @@ def kubectl(sandbox: dict[str, Any], kubectl_bin: str) -> Any:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``-n`` (pytest-xdist, ``--dist loadgroup``) each test module runs on one worker,
+    in order, with its module fixtures set up once; the deployment and UI tests share the
+    deployed stack (setup, ``prefect deploy``, a worker), so they run on the same worker."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = "deployed" if module.startswith(("tests/deploy/", "tests/ui/")) else module
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -3,16 +3,14 @@ per-secret limits, a load generator on the service endpoints, and the scan after
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
+from sandbox.load import Load
 from secretops.inventory import Inventory, load_inventory
 from secretops.models import SecretValue
 from secretops.prefect_setup import ensure_concurrency_limits
@@ -62,44 +60,6 @@ def clean_prefect(world: World, assert_prefect_clean: Callable[..., Any]) -> Ite
     assert_prefect_clean(world.values(), since=started)
 
 
-@dataclass
-class LoadResult:
-    sent: int = 0
-    failed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-class Load:
-    """Steady requests to a service endpoint from a background thread, counting failures."""
-
-    def __init__(self, url: str, interval: float = 0.01) -> None:
-        self.url, self.interval = url, interval
-        self.result = LoadResult()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                self.result.sent += 1
-                try:
-                    response = client.get(self.url)
-                    ok = response.status_code == 200
-                    reason = response.json().get("error", str(response.status_code))
-                except httpx.HTTPError as exc:
-                    ok, reason = False, type(exc).__name__
-                if not ok:
-                    self.result.failed += 1
-                    self.result.errors[reason] = self.result.errors.get(reason, 0) + 1
-                time.sleep(self.interval)
-
-    def __enter__(self) -> LoadResult:
-        self._thread.start()
-        return self.result
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 @pytest.fixture()
