@@ -100,6 +100,7 @@ def test_reads_ride_out_injected_errors(openai_world: tuple[OpenAIState, str]) -
     from tests.sandbox.asgi_server import serve
 
     state, _ = openai_world
+    state.mint_service_account_key(PROJECT, "ride-out-injected-errors")
     faults = Faults(seed=3)
     with serve(FaultMiddleware(openai_app(state), faults, "openai")) as url:
         admin = SecretValue(state.create_admin_key())
