@@ -176,9 +176,11 @@ def ensure_automation(wanted: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """``value`` as plain data to compare. Python mode keeps the trigger's sets as sets: their
+    JSON lists follow iteration order, which differs between the server's copy and ours."""
     dump = getattr(value, "model_dump", None)
     if dump is not None:
-        return dump(mode="json", exclude={"id"})
+        return dump(mode="python", exclude={"id"})
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value
