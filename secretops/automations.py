@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,15 @@ LEAK_EVENT = "secretops.leak.reported"
 
 HEARTBEAT_SECONDS = 30
 ZOMBIE_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+
+
+def use_heartbeats() -> None:
+    """Flow runs this process starts send a heartbeat every ``HEARTBEAT_SECONDS``, as the work
+    pools' runs do, unless the operator chose otherwise. Prefect's default (180 s) is longer
+    than the zombie automation's window: a run from the command line longer than that would
+    be marked Crashed while it works. Call before Prefect is imported."""
+    os.environ.setdefault(HEARTBEAT_SETTING, str(HEARTBEAT_SECONDS))
 
 FAILED = "secretops: run failed or crashed"
 LEAK = "secretops: leak reported"

@@ -9,6 +9,7 @@ still masked.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -129,6 +130,22 @@ class ProviderKey:
     last_used_at: datetime | None = None
     redacted_value: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def matches_hint(value: str, hint: str | None) -> bool:
+    """Whether ``value`` fits a redacted form such as ``sk-svcacct-abc...wxyz``."""
+    if not hint or "..." not in hint:
+        return False
+    head, _, tail = hint.partition("...")
+    return len(value) > len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
+
+
+def keys_with_value(keys: Iterable[ProviderKey], value: SecretValue) -> list[ProviderKey]:
+    """The keys of a provider's listing whose redacted hint fits ``value``: the active ones
+    when an active key and an inactive one share the hint."""
+    plain = value.reveal()
+    found = [key for key in keys if matches_hint(plain, key.redacted_value)]
+    return [key for key in found if key.status == "active"] or found
 
 
 @dataclass(frozen=True)

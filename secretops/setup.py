@@ -92,14 +92,14 @@ def pool_templates(project_dir: Path, inventory_path: Path,
     process = _with_defaults(_base_job_template("process"), {
         "working_dir": str(project_dir),
         "env": {"SECRETOPS_INVENTORY": str(inventory_path),
-                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": heartbeat},
+                automations.HEARTBEAT_SETTING: heartbeat},
     })
     cluster = _with_defaults(_base_job_template("kubernetes"), {
         "image": kubernetes.image,
         "service_account_name": kubernetes.service_account,
         "namespace": kubernetes.namespace,
         "env": {"SECRETOPS_INVENTORY": IMAGE_INVENTORY,
-                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": heartbeat},
+                automations.HEARTBEAT_SETTING: heartbeat},
     })
     return {PROCESS_POOL: ("process", process), KUBERNETES_POOL: ("kubernetes", cluster)}
 

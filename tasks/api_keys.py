@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
-from secretops.models import Credential, SecretValue, Stage
+from secretops.models import Credential, ProviderKey, SecretValue, Stage, keys_with_value
 from secretops.ports import KeyProvider, SecretStore
 from tasks.common import inventory_at, runbook_step, wiring_for
 
@@ -30,15 +31,14 @@ def _values(stores: list[SecretStore], *stages: Stage) -> list[SecretValue]:
     return found
 
 
-def _revoke_orphans(provider: KeyProvider, stores: list[SecretStore], prefix: str) -> list[str]:
-    """Revoke active keys with our name prefix that no store holds (their value is lost)."""
-    known = set()
-    for value in _values(stores, Stage.current, Stage.pending, Stage.previous):
-        key = provider.find_key(value)
-        if key is not None:
-            known.add(key.id)
+def _revoke_orphans(provider: KeyProvider, stores: list[SecretStore], prefix: str,
+                    keys: Sequence[ProviderKey]) -> list[str]:
+    """Revoke active keys with our name prefix that no store holds (their value is lost).
+    ``keys`` is one listing of the provider's keys, taken by the caller."""
+    known = {key.id for value in _values(stores, Stage.current, Stage.pending, Stage.previous)
+             for key in keys_with_value(keys, value)}
     revoked = []
-    for key in provider.list_keys():
+    for key in keys:
         if key.name.startswith(prefix) and key.status == "active" and key.id not in known:
             provider.revoke_key(key.id)
             revoked.append(f"revoked orphan key {key.id} ({key.name}) left by an interrupted run")
@@ -57,7 +57,7 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
     pendings = [store.read(Stage.pending) for store in stores]
     staged = next((p for p in pendings if p is not None), None)
     prefix = key_name_prefix(inv.application, environment, secret)
-    evidence = _revoke_orphans(provider, stores, prefix)
+    evidence = _revoke_orphans(provider, stores, prefix, provider.list_keys())
     if staged is None:
         if not provider.can_create_keys:
             raise KeyNeeded(f"{secret} keys can only be created by a person; none is staged")
@@ -105,10 +105,15 @@ def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     return evidence
 
 
-def _revoke(provider: KeyProvider, value: SecretValue, what: str) -> str:
-    key = provider.find_key(value)
-    if key is None:
+def _revoke(provider: KeyProvider, value: SecretValue, what: str,
+            keys: Sequence[ProviderKey]) -> str:
+    found = keys_with_value(keys, value)
+    if not found:
         return f"{what} key {value.fingerprint()} is not known to the provider"
+    if len(found) > 1:
+        ids = ", ".join(key.id for key in found)
+        raise VerificationFailed(f"several {what} keys fit {value.fingerprint()}: {ids}")
+    key = found[0]
     revoked = provider.revoke_key(key.id)
     if provider.check_key(value):
         raise VerificationFailed(f"{what} key {key.id} still works after revocation")
@@ -124,13 +129,14 @@ def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
     current = _values(stores, Stage.current)
+    keys = provider.list_keys()
     evidence = [
-        _revoke(provider, value, "old")
+        _revoke(provider, value, "old", keys)
         for value in _values(stores, Stage.previous)
         if value not in current
     ]
     prefix = key_name_prefix(inv.application, environment, secret)
-    evidence += _revoke_orphans(provider, stores, prefix)
+    evidence += _revoke_orphans(provider, stores, prefix, keys)
     for store in stores:
         store.clear_pending()
     return evidence or ["no previous key to revoke"]
@@ -143,8 +149,9 @@ def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
     current = _values(stores, Stage.current)
+    keys = provider.list_keys()
     evidence = [
-        _revoke(provider, value, "new")
+        _revoke(provider, value, "new", keys)
         for value in _values(stores, Stage.pending)
         if value not in current
     ]

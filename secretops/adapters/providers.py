@@ -31,7 +31,7 @@ import httpx
 
 from secretops.adapters.retry import backoff_seconds, is_transient_status, retry_after_seconds
 from secretops.errors import NotRetryable, Retryable
-from secretops.models import NewProviderKey, ProviderKey, SecretValue
+from secretops.models import NewProviderKey, ProviderKey, SecretValue, keys_with_value
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 ANTHROPIC_VERSION = "2023-06-01"
@@ -67,14 +67,6 @@ def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, str) and value:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return None
-
-
-def matches_hint(value: str, hint: str | None) -> bool:
-    """Whether ``value`` fits a redacted form such as ``sk-svcacct-abc...wxyz``."""
-    if not hint or "..." not in hint:
-        return False
-    head, _, tail = hint.partition("...")
-    return len(value) > len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
 
 
 class _HttpProvider(ABC):
@@ -191,8 +183,7 @@ class _HttpProvider(ABC):
         """Every key the admin key can see."""
 
     def find_key(self, value: SecretValue) -> ProviderKey | None:
-        plain = value.reveal()
-        found = [key for key in self.list_keys() if matches_hint(plain, key.redacted_value)]
+        found = keys_with_value(self.list_keys(), value)
         if len(found) > 1:
             ids = ", ".join(key.id for key in found)
             raise ProviderRefused(f"{self.provider}: several keys fit the value's hint: {ids}")
@@ -364,17 +355,6 @@ class AnthropicProvider(_HttpProvider):
             if not listing.get("has_more") or not items:
                 return keys
             after = str(listing.get("last_id") or items[-1]["id"])
-
-    def find_key(self, value: SecretValue) -> ProviderKey | None:
-        """Like the base lookup, preferring an active key when an inactive one shares the hint."""
-        plain = value.reveal()
-        found = [key for key in self.list_keys() if matches_hint(plain, key.redacted_value)]
-        active = [key for key in found if key.status == "active"]
-        chosen = active or found
-        if len(chosen) > 1:
-            ids = ", ".join(key.id for key in chosen)
-            raise ProviderRefused(f"Anthropic: several keys fit the value's hint: {ids}")
-        return chosen[0] if chosen else None
 
     def revoke_key(self, key_id: str) -> bool:
         """Set the key's status to ``inactive``; False when it was not active any more."""

@@ -182,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.inventory is None:
         args.inventory = os.environ.get("SECRETOPS_INVENTORY", "inventory.yaml")
+    from secretops.automations import use_heartbeats
     from secretops.errors import SecretopsError
 
+    use_heartbeats()
     try:
         code: int = args.run(args)
     except SecretopsError as exc:

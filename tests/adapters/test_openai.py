@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.openai_api import OpenAIState
-from secretops.adapters.providers import OpenAIProvider, ProviderRefused, matches_hint
-from secretops.models import SecretValue
+from secretops.adapters.providers import OpenAIProvider, ProviderRefused
+from secretops.models import SecretValue, matches_hint
 
 PROJECT = "proj_intelliprompt"
 
