@@ -27,6 +27,32 @@ class Bench:
     directory: Path
     info: dict[str, Any]
     api_url: str
+    prefect_pid: int = 0
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by this process, the sandbox (supervisor and
+        its children) and the Prefect server (with its children)."""
+        import psutil
+
+        def total(pid: int) -> float:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return 0.0
+            used = 0.0
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                used += times.user + times.system
+            return used
+
+        mine = psutil.Process().cpu_times()
+        return {"secretops (this process)": mine.user + mine.system,
+                "sandbox": total(int(self.info.get("pids", {}).get("supervisor") or 0)),
+                "Prefect server": total(self.prefect_pid)}
 
 
 def _free_port() -> int:
@@ -61,7 +87,7 @@ def world(keep: bool = False) -> Iterator[Bench]:
             ensure_concurrency_limits(load_inventory(info["inventory"]))
             print(f"sandbox and Prefect server up in {time.monotonic() - began:.1f} s "
                   f"({directory})", flush=True)
-            yield Bench(directory, info, server["api_url"])
+            yield Bench(directory, info, server["api_url"], int(server["pid"]))
     finally:
         if not keep:
             local_prefect.stop(directory)

@@ -162,17 +162,21 @@ def run(bench: Bench, sizes: list[int], concurrency: int) -> dict[str, Any]:
         built = time.monotonic()
         path, _ = build(bench, size)
         setup = time.monotonic() - built
+        cpu_before = bench.cpu_seconds()
         seconds, counts = rotate(path, concurrency)
+        cpu = {who: round(used - cpu_before[who], 1)
+               for who, used in bench.cpu_seconds().items()}
         points.append({"size": size, "wall_s": round(seconds, 2),
                        "per_secret_s": round(seconds / size, 3), "setup_s": round(setup, 1),
-                       **counts})
+                       "cpu_s": cpu, **counts})
         print(f"fleet of {size}: {seconds:.1f} s ({counts})", flush=True)
     one = points[0]["wall_s"]
     rows = [[p["size"], p["wall_s"], p["per_secret_s"], round(p["wall_s"] / one, 1),
-             p["rotated"], p["failed"]] for p in points]
+             p["rotated"], p["failed"], *p["cpu_s"].values(),
+             round(sum(p["cpu_s"].values()) / p["wall_s"], 2)] for p in points]
     print(table(f"rotate-all over a fleet of OpenAI keys (max concurrency {concurrency})",
-                ["secrets", "wall s", "s per secret", "x one secret", "rotated", "failed"],
-                rows))
+                ["secrets", "wall s", "s per secret", "x one secret", "rotated", "failed",
+                 *(f"CPU s {who}" for who in points[0]["cpu_s"]), "cores busy"], rows))
     image = plot(points, concurrency)
     print(f"\nplot: {image}")
     return {"concurrency": concurrency, "points": points, "plot": str(image)}

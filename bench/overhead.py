@@ -21,9 +21,13 @@ def nothing() -> list[str]:
     return []
 
 
+BODY_STARTED: list[float] = []
+
+
 @flow(name="bench-empty")
 def empty() -> None:
     """An empty flow: what Prefect costs around a flow run."""
+    BODY_STARTED.append(time.time())
 
 
 @flow(name="bench-steps")
@@ -32,16 +36,26 @@ def steps(count: int) -> None:
         nothing()
 
 
+def _phases(call: Any) -> dict[str, float]:
+    """Seconds from the call until the flow's body started (``start``, empty flow only),
+    until Prefect recorded the run Completed (``completed``) and until the call returned
+    (``returned``: Prefect 3.9 first joins its heartbeat thread, which sleeps in 1 s steps)."""
+    BODY_STARTED.clear()
+    began, wall = time.monotonic(), time.time()
+    state = call(return_state=True)
+    returned = time.monotonic() - began
+    if not state.is_completed():
+        raise RuntimeError(f"benchmark flow did not complete: {state.message}")
+    phases = {"completed": state.timestamp.timestamp() - wall, "returned": returned}
+    if BODY_STARTED:
+        phases["start"] = BODY_STARTED[0] - wall
+    return phases
+
+
 def _cold(*args: str) -> float:
     began = time.monotonic()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True, capture_output=True,
                    timeout=120)
-    return time.monotonic() - began
-
-
-def _timed(call: Any) -> float:
-    began = time.monotonic()
-    call()
     return time.monotonic() - began
 
 
@@ -56,19 +70,29 @@ def run(bench: Bench, repeats: int, tasks_per_flow: int = 50) -> dict[str, Any]:
     }
     empty()
     steps(1)
-    runs = [_timed(empty) for _ in range(max(3, repeats) * 3)]
-    with_tasks = [_timed(lambda: steps(tasks_per_flow)) for _ in range(max(3, repeats))]
-    direct = [_timed(lambda: [nothing.fn() for _ in range(tasks_per_flow)])
-              for _ in range(repeats)]
-    per_task = (median(with_tasks) - median(runs)) / tasks_per_flow
+    runs = [_phases(empty) for _ in range(max(3, repeats) * 3)]
+    with_tasks = [_phases(lambda **kw: steps(tasks_per_flow, **kw))
+                  for _ in range(max(3, repeats))]
+    began = time.monotonic()
+    for _ in range(repeats):
+        for _ in range(tasks_per_flow):
+            nothing.fn()
+    direct = (time.monotonic() - began) / repeats
+    start = median([r["start"] for r in runs])
+    completed = median([r["completed"] for r in runs])
+    returned = median([r["returned"] for r in runs])
+    per_task = (median([r["completed"] for r in with_tasks]) - completed) / tasks_per_flow
     rows = [[what, median(values)] for what, values in cold.items()]
-    rows += [["flow run start to finish (empty flow, warm process)", median(runs)],
-             [f"flow of {tasks_per_flow} empty runbook steps", median(with_tasks)],
+    rows += [["empty flow, warm process: call to body start (run start)", start],
+             ["empty flow: call to Completed", completed],
+             ["empty flow: call returns (after joining the heartbeat thread)", returned],
+             [f"flow of {tasks_per_flow} empty runbook steps: call to Completed",
+              median([r["completed"] for r in with_tasks])],
              ["Prefect overhead per task", round(per_task, 4)],
              ["the same steps called without Prefect, per step",
-              round(median(direct) / tasks_per_flow, 6)]]
+              round(direct / tasks_per_flow, 6)]]
     print(table(f"Start-up and Prefect overhead (median of {repeats})", ["what", "seconds"],
                 rows))
     return {"cold": cold, "empty_flow_s": runs, "steps_flow_s": with_tasks,
             "tasks_per_flow": tasks_per_flow, "per_task_s": round(per_task, 4),
-            "run_start_s": median(runs)}
+            "run_start_s": start, "run_completed_s": completed, "run_returned_s": returned}
