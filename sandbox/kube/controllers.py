@@ -25,11 +25,6 @@ def owner_of(obj: dict[str, Any], kind: str) -> str | None:
     return None
 
 
-def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
-    uid = owner["metadata"]["uid"]
-    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
-
-
 def is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in pod.get("status", {}).get("conditions") or [])
@@ -105,7 +100,7 @@ class Controllers:
         rs = self.store.get(REPLICASETS, namespace, name)
         if rs is None:
             return
-        pods = self.store.list(PODS, namespace, lambda p: owned_by(p, rs))
+        pods = self.store.owned(PODS, namespace, rs["metadata"]["uid"])
         active = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         diff = rollout.spec_replicas(rs) - len(active)
         pod_resource = by_key(PODS)
@@ -147,7 +142,7 @@ class Controllers:
         deployment = self.store.get(DEPLOYMENTS, namespace, name)
         if deployment is None or deployment["spec"].get("paused"):
             return
-        all_rs = self.store.list(REPLICASETS, namespace, lambda rs: owned_by(rs, deployment))
+        all_rs = self.store.owned(REPLICASETS, namespace, deployment["metadata"]["uid"])
         template = copy.deepcopy(deployment["spec"]["template"])
         template_hash = rollout.template_hash(template)
         new_rs = next((rs for rs in all_rs if rs["metadata"].get("labels", {}).get(

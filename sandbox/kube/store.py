@@ -68,6 +68,10 @@ class Store:
     def __init__(self, default_deadline: int = 600) -> None:
         self._rv = 1000
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        # owner uid -> (resource key, namespace, name) of the objects it owns: controllers
+        # read a ReplicaSet's pods and the garbage collector a deleted object's dependents
+        # without scanning every object
+        self._owned: dict[str, set[tuple[str, str, str]]] = {}
         self._history: deque[Change] = deque(maxlen=_HISTORY)
         self._watchers: set[Watcher] = set()
         self._listeners: list[Callable[[Change], None]] = []
@@ -100,6 +104,30 @@ class Store:
             items = self._objects.get(key, {})
             return [copy.deepcopy(o) for (ns, _), o in sorted(items.items())
                     if (namespace is None or ns == namespace) and (where is None or where(o))]
+
+    def owned(self, key: str, namespace: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Copies of the objects of ``key`` in ``namespace`` that list ``owner_uid`` among
+        their ownerReferences, by name."""
+        with self._lock:
+            items = self._objects.get(key, {})
+            return [copy.deepcopy(items[(ns, name)])
+                    for k, ns, name in sorted(self._owned.get(owner_uid, ()))
+                    if k == key and ns == namespace and (ns, name) in items]
+
+    def _index(self, key: str, ns: str, name: str, obj: dict[str, Any] | None,
+               add: bool) -> None:
+        for ref in (obj or {}).get("metadata", {}).get("ownerReferences") or []:
+            uid = ref.get("uid")
+            if not uid:
+                continue
+            if add:
+                self._owned.setdefault(uid, set()).add((key, ns, name))
+            else:
+                owned = self._owned.get(uid)
+                if owned is not None:
+                    owned.discard((key, ns, name))
+                    if not owned:
+                        del self._owned[uid]
 
     def require(self, key: str, namespace: str, name: str) -> dict[str, Any]:
         obj = self.get(key, namespace, name)
@@ -198,6 +226,7 @@ class Store:
             if old is None:
                 raise not_found(resource.plural, resource.group, name)
             del self._objects[resource.key][(namespace, name)]
+            self._index(resource.key, namespace, name, old, add=False)
             self._rv += 1
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
@@ -207,21 +236,24 @@ class Store:
             return gone
 
     def _collect(self, uid: str, namespace: str, whole_namespace: bool) -> None:
-        for key, items in list(self._objects.items()):
-            for (ns, name), obj in list(items.items()):
-                owners = obj["metadata"].get("ownerReferences") or []
-                if (whole_namespace and ns == namespace) or any(
-                        o.get("uid") == uid for o in owners):
-                    try:
-                        self.delete(by_key(key), ns, name)
-                    except ApiError:
-                        continue
+        dependents = set(self._owned.get(uid, ()))
+        if whole_namespace:
+            dependents |= {(key, ns, name) for key, items in self._objects.items()
+                           for ns, name in items if ns == namespace}
+        for key, ns, name in sorted(dependents):
+            try:
+                self.delete(by_key(key), ns, name)
+            except ApiError:
+                continue
 
     def _commit(self, kind: str, resource: Resource, ns: str, name: str,
                 stored: dict[str, Any]) -> dict[str, Any]:
         self._rv += 1
         stored["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects.setdefault(resource.key, {})[(ns, name)] = stored
+        objects = self._objects.setdefault(resource.key, {})
+        self._index(resource.key, ns, name, objects.get((ns, name)), add=False)
+        self._index(resource.key, ns, name, stored, add=True)
+        objects[(ns, name)] = stored
         self._emit(Change(kind, resource.key, ns, name, self._rv, copy.deepcopy(stored)))
         return copy.deepcopy(stored)
 
