@@ -76,7 +76,9 @@ def world(keep: bool = False) -> Iterator[Bench]:
     directory = Path(tempfile.mkdtemp(prefix="secretops-bench-"))
     began = time.monotonic()
     info, _ = manager.up(directory)
-    server = local_prefect.start(directory, port=_free_port())
+    # PostgreSQL, as a production Prefect server has: on SQLite a fleet's concurrent lock
+    # requests are answered 503 and retried seconds later
+    server = local_prefect.start(directory, port=_free_port(), postgres=True)
     os.environ.update({"PREFECT_API_URL": server["api_url"],
                        "SECRETOPS_INVENTORY": info["inventory"],
                        "PREFECT_LOGGING_LEVEL": "WARNING"})

@@ -1,5 +1,11 @@
-"""A local Prefect server for the quickstart and drills: ``prefect server start`` on loopback,
-its home and SQLite database under a folder of ours, recorded in ``DIR/prefect.json``."""
+"""A local Prefect server for the quickstart, drills and benchmarks: ``prefect server start``
+on loopback, its home under a folder of ours, recorded in ``DIR/prefect.json``.
+
+Its database is SQLite (``DIR/prefect/prefect.db``, which ``secretops scan --database`` reads
+directly) or, with ``postgres=True``, a PostgreSQL cluster of its own
+(:mod:`secretops.local_postgres`, under ``DIR/prefect-postgres``). PostgreSQL is what Prefect
+recommends once runs work concurrently: SQLite answers concurrent writes (a fleet's tasks
+taking their locks at once) with 503s that the client retries about two seconds later."""
 
 from __future__ import annotations
 
@@ -40,10 +46,15 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
-def server_environment(home: Path, api_url: str | None = None) -> dict[str, str]:
+POSTGRES_DIR = "prefect-postgres"
+
+
+def server_environment(home: Path, api_url: str | None = None,
+                       database_url: str | None = None) -> dict[str, str]:
     env = {
         "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_API_DATABASE_CONNECTION_URL":
+            database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
     }
@@ -61,8 +72,10 @@ def status(directory: Path) -> dict[str, Any] | None:
     return info if _healthy(info["api_url"]) else None
 
 
-def start(directory: Path, port: int | None = None, timeout: float = 90.0) -> dict[str, Any]:
-    """Start (or find) the server; returns ``{"api_url", "ui_url", "pid", "database"}``."""
+def start(directory: Path, port: int | None = None, timeout: float = 90.0,
+          postgres: bool = False) -> dict[str, Any]:
+    """Start (or find) the server; returns ``{"api_url", "ui_url", "pid", "database"}``
+    (``database``: the SQLite file, or ``postgresql``)."""
     directory = directory.resolve()
     running = status(directory)
     if running is not None:
@@ -72,7 +85,23 @@ def start(directory: Path, port: int | None = None, timeout: float = 90.0) -> di
     if port is None:
         port = DEFAULT_PORT if _free(DEFAULT_PORT) else _ephemeral_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, **server_environment(home, api_url)}
+    database_url = None
+    if postgres:
+        from secretops.local_postgres import LocalPostgres
+
+        cluster = LocalPostgres(directory / POSTGRES_DIR)
+        cluster.start()
+        database_url = cluster.create_database("prefect")
+    try:
+        return _serve(directory, home, port, api_url, database_url, timeout)
+    except BaseException:
+        _stop_postgres(directory)
+        raise
+
+
+def _serve(directory: Path, home: Path, port: int, api_url: str, database_url: str | None,
+           timeout: float) -> dict[str, Any]:
+    env = {**os.environ, **server_environment(home, api_url, database_url)}
     log = open(directory / "prefect-server.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
@@ -83,8 +112,9 @@ def start(directory: Path, port: int | None = None, timeout: float = 90.0) -> di
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _healthy(api_url):
+            database = "postgresql" if database_url else str(home / "prefect.db")
             info = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "pid": proc.pid,
-                    "database": str(home / "prefect.db"), "home": str(home)}
+                    "database": database, "home": str(home)}
             (directory / "prefect.json").write_text(json.dumps(info, indent=2))
             return info
         if proc.poll() is not None:
@@ -113,4 +143,12 @@ def stop(directory: Path) -> bool:
     else:
         os.killpg(info["pid"], signal.SIGKILL)
     path.unlink(missing_ok=True)
+    _stop_postgres(directory.resolve())
     return True
+
+
+def _stop_postgres(directory: Path) -> None:
+    if (directory / POSTGRES_DIR).is_dir():
+        from secretops.local_postgres import LocalPostgres
+
+        LocalPostgres(directory / POSTGRES_DIR).stop()

@@ -116,7 +116,8 @@ def _scan(info: dict[str, Any], directory: Path) -> bool:
     report = scan_prefect(
         values_to_scan(load_inventory(info["inventory"])),
         api_url=os.environ["PREFECT_API_URL"],
-        database_path=Path(server["database"]) if server else None,
+        database_path=Path(server["database"])
+        if server and server["database"] != "postgresql" else None,
     )
     _say("     " + format_report(report).replace("\n", "\n     "))
     return report.ok
