@@ -76,7 +76,8 @@ def wait_for_rollout(
     deadline = time.monotonic() + timeout
     while True:
         deployment = cluster.get(
-            "get deployment", target, cluster.apps.read_namespaced_deployment, name, namespace
+            "get deployment", target, cluster.request, "GET",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         )
         if deployment is None:
             raise KubeRefused(f"Kubernetes deployment {target} not found", 404)
@@ -154,7 +155,8 @@ def pods_started_since(
 
     target = f"{namespace}/{deployment}"
     found = cluster.get(
-        "get deployment", target, cluster.apps.read_namespaced_deployment, deployment, namespace
+        "get deployment", target, cluster.request, "GET",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}"
     )
     if found is None:
         raise KubeRefused(f"Kubernetes deployment {target} not found", 404)
@@ -162,9 +164,10 @@ def pods_started_since(
     pods = cluster.call(
         "list pods",
         target,
-        cluster.core.list_namespaced_pod,
-        namespace,
-        label_selector=selector,
+        cluster.request,
+        "GET",
+        f"/api/v1/namespaces/{namespace}/pods",
+        query={"labelSelector": selector},
     )
     floor = (since if since.tzinfo else since.replace(tzinfo=UTC)).replace(microsecond=0)
     logs: list[PodLog] = []
