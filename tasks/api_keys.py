@@ -57,7 +57,7 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
     pendings = [store.read(Stage.pending) for store in stores]
     staged = next((p for p in pendings if p is not None), None)
     prefix = key_name_prefix(inv.application, environment, secret)
-    evidence = _revoke_orphans(provider, stores, prefix, provider.list_keys())
+    evidence: list[str] = []
     if staged is None:
         if not provider.can_create_keys:
             raise KeyNeeded(f"{secret} keys can only be created by a person; none is staged")
@@ -124,7 +124,8 @@ def _revoke(provider: KeyProvider, value: SecretValue, what: str,
 @runbook_step("Revoke old key at provider")
 def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
     """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive), check the provider
-    refuses it, and clear the pending marker: the rotation is finished."""
+    refuses it, revoke any key an interrupted run created but never stored, and clear the
+    pending marker: the rotation is finished."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
@@ -144,7 +145,8 @@ def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
 
 @runbook_step("Roll back: revoke the new key")
 def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
-    """After a rollback: the new key is revoked and the pending marker cleared."""
+    """After a rollback: the new key is revoked (with any key an interrupted run created but
+    never stored) and the pending marker cleared."""
     wiring = wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
@@ -155,6 +157,9 @@ def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
         for value in _values(stores, Stage.pending)
         if value not in current
     ]
+    inv = inventory_at(inventory)
+    evidence += _revoke_orphans(provider, stores,
+                                key_name_prefix(inv.application, environment, secret), keys)
     for store in stores:
         store.clear_pending()
     return evidence or ["no pending key to revoke"]

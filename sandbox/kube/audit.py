@@ -39,6 +39,8 @@ class AuditLog:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
+        # one handle for the server's life, a line written (and flushed) per event
+        self._handle = path.open("a", encoding="utf-8", buffering=1)
 
     def record(self, request: AuditRequest, code: int, stage: str = "ResponseComplete",
                audit_id: str | None = None) -> str:
@@ -68,6 +70,6 @@ class AuditLog:
                             "authorization.k8s.io/reason": ""},
         }
         line = json.dumps(event, separators=(",", ":")) + "\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+        with self._lock:
+            self._handle.write(line)
         return audit_id

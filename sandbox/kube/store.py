@@ -285,8 +285,13 @@ class Store:
                 if since < oldest - 1 and len(self._history) == self._history.maxlen:
                     raise ApiError(410, "Expired",
                                    f"too old resource version: {since} ({oldest - 1})")
-                for change in self._history:
-                    if change.rv > since and watcher.wants(change):
+                newer = []
+                for change in reversed(self._history):  # newest first: stop at ``since``
+                    if change.rv <= since:
+                        break
+                    newer.append(change)
+                for change in reversed(newer):
+                    if watcher.wants(change):
                         watcher.put(change)
             self._watchers.add(watcher)
         return watcher
