@@ -31,12 +31,12 @@ def _values(stores: list[SecretStore], *stages: Stage) -> list[SecretValue]:
     return found
 
 
-def _revoke_orphans(provider: KeyProvider, stores: list[SecretStore], prefix: str,
+def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
                     keys: Sequence[ProviderKey]) -> list[str]:
-    """Revoke active keys with our name prefix that no store holds (their value is lost).
-    ``keys`` is one listing of the provider's keys, taken by the caller."""
-    known = {key.id for value in _values(stores, Stage.current, Stage.pending, Stage.previous)
-             for key in keys_with_value(keys, value)}
+    """Revoke active keys with our name prefix whose value no store holds (``held``: every
+    stage's value; the orphans' values are lost). ``keys`` is one listing of the provider's
+    keys, taken by the caller."""
+    known = {key.id for value in held for key in keys_with_value(keys, value)}
     revoked = []
     for key in keys:
         if key.name.startswith(prefix) and key.status == "active" and key.id not in known:
@@ -129,15 +129,13 @@ def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
-    current = _values(stores, Stage.current)
+    current, pending = _values(stores, Stage.current), _values(stores, Stage.pending)
+    previous = _values(stores, Stage.previous)
     keys = provider.list_keys()
-    evidence = [
-        _revoke(provider, value, "old", keys)
-        for value in _values(stores, Stage.previous)
-        if value not in current
-    ]
+    evidence = [_revoke(provider, value, "old", keys) for value in previous
+                if value not in current]
     prefix = key_name_prefix(inv.application, environment, secret)
-    evidence += _revoke_orphans(provider, stores, prefix, keys)
+    evidence += _revoke_orphans(provider, current + pending + previous, prefix, keys)
     for store in stores:
         store.clear_pending()
     return evidence or ["no previous key to revoke"]
@@ -150,16 +148,13 @@ def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     wiring = wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
-    current = _values(stores, Stage.current)
+    current, pending = _values(stores, Stage.current), _values(stores, Stage.pending)
+    previous = _values(stores, Stage.previous)
     keys = provider.list_keys()
-    evidence = [
-        _revoke(provider, value, "new", keys)
-        for value in _values(stores, Stage.pending)
-        if value not in current
-    ]
-    inv = inventory_at(inventory)
-    evidence += _revoke_orphans(provider, stores,
-                                key_name_prefix(inv.application, environment, secret), keys)
+    evidence = [_revoke(provider, value, "new", keys) for value in pending
+                if value not in current]
+    prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
+    evidence += _revoke_orphans(provider, current + pending + previous, prefix, keys)
     for store in stores:
         store.clear_pending()
     return evidence or ["no pending key to revoke"]

@@ -25,7 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from secretops import redaction
-from secretops.adapters.kube import MANAGED_BY, KubeCluster, decode, parse_time, rfc3339_now
+from secretops.adapters.kube import (
+    MANAGED_BY,
+    KubeCluster,
+    KubeRefused,
+    decode,
+    parse_time,
+    rfc3339_now,
+)
 from secretops.errors import NotRetryable, PendingConflict
 from secretops.models import Credential, SecretValue, Stage, StoredVersion
 
@@ -129,31 +136,35 @@ class KubernetesSecretStore:
             raise NotRetryable(f"{self.name} has no {stage.value} version")
         return version
 
-    def _now_current(self) -> StoredVersion:
-        """The current version (with its rotation time) after a write."""
-        version = self.version(Stage.current)
+    def _required_at(self, credential: Credential | None, stamp: str | None) -> StoredVersion:
+        """The current version just written (``credential``, as the API answered the write)
+        with its rotation time."""
+        version = self._version(Stage.current, credential, parse_time(stamp))
         if version is None:
             raise NotRetryable(f"{self.name} has no current version")
         return version
 
     def _write(
         self, stage: Stage, credential: Credential | None, rotated_at: str | None = None
-    ) -> None:
+    ) -> dict[str, SecretValue]:
         """Set (or with None, remove) this store's keys in the Secret holding ``stage``; for
-        CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown)."""
+        CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown).
+        Returns the Secret's values after the write (none when there was nothing to remove)."""
         entries = self._entries(credential)
         stamped = stage is not Stage.pending and credential is not None
         labels = None if stage is Stage.current else MANAGED_BY
-        missing = stage is not Stage.current and credential is None
-        if missing and self._cluster.get_secret(self._namespace, self.secret_name(stage)) is None:
-            return
-        self._cluster.update_secret(
-            self._namespace,
-            self.secret_name(stage),
-            lambda _: entries,
-            create_labels=labels,
-            annotations={self._rotated_at: rotated_at} if stamped else None,
-        )
+        try:
+            return self._cluster.update_secret(
+                self._namespace,
+                self.secret_name(stage),
+                lambda _: entries,
+                create_labels=None if credential is None else labels,
+                annotations={self._rotated_at: rotated_at} if stamped else None,
+            )
+        except KubeRefused as exc:
+            if exc.status == 404 and credential is None and stage is not Stage.current:
+                return {}  # no companion Secret: nothing to remove
+            raise
 
     @staticmethod
     def _same(one: Credential, other: Credential) -> bool:
@@ -167,19 +178,21 @@ class KubernetesSecretStore:
             if self._same(pending, credential):
                 return self._required(Stage.pending, pending)
             raise PendingConflict(f"{self.name} already holds a different pending version")
-        self._write(Stage.pending, credential)
-        return self._required(Stage.pending, self.read(Stage.pending))
+        written = self._write(Stage.pending, credential)
+        return self._required(Stage.pending, self._credential(written))
 
     def promote_pending(self) -> StoredVersion:
         pending = self.read(Stage.pending)
         current, stamp = self._get(Stage.current)
         if pending is None:
             return self._required(Stage.current, current)
-        if current is None or not self._same(current, pending):
-            if current is not None:
-                self._write(Stage.previous, current, stamp)
-            self._write(Stage.current, pending, rfc3339_now())
-        return self._now_current()
+        if current is not None and self._same(current, pending):
+            return self._required_at(current, stamp)
+        if current is not None:
+            self._write(Stage.previous, current, stamp)
+        now = rfc3339_now()
+        written = self._credential(self._write(Stage.current, pending, now))
+        return self._required_at(written, now)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
         current = self.read(Stage.current)
@@ -188,9 +201,8 @@ class KubernetesSecretStore:
         previous, stamp = self._get(Stage.previous)
         if previous is None:
             raise NotRetryable(f"{self.name} has no previous version to restore")
-        self._write(Stage.current, previous, stamp)
-        return self._now_current()
+        written = self._credential(self._write(Stage.current, previous, stamp))
+        return self._required_at(written, stamp)
 
     def clear_pending(self) -> None:
-        if self.read(Stage.pending) is not None:
-            self._write(Stage.pending, None)
+        self._write(Stage.pending, None)
