@@ -31,12 +31,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from flows.common import inventory_path, secret_lock
 from flows.rotate_api_key import PAUSE_KEY, wait_for_person_if_needed
+from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
 from secretops.postmortem import PostMortem, TimedStep
@@ -146,7 +146,7 @@ def respond_to_leak(
                                    reported, took, "ok", tuple(evidence)))
     revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since) for env in envs})
     failed = _record(pm, revoked)
-    with concurrency(secret_lock(secret_id), occupy=1, strict=True):
+    with locks.hold([secret_lock(secret_id)]):
         todo = [env for env in envs if needs_rotation(secret_id, env, path, since)]
         done_before = {postmortem_of(secret_id, env) for env in envs if env not in todo}
         if not todo and not failed and None not in done_before:

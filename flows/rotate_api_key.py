@@ -16,7 +16,6 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input
@@ -26,6 +25,7 @@ from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
 from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
+from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretValue, Stage
 from secretops.report import RunReport
@@ -80,7 +80,7 @@ def rotate_api_key(
         report.outcome = "dry run: nothing changed"
         publish(report, f"rotate-{secret_id}-{env}-plan")
         return report.markdown()
-    with concurrency(secret_lock(secret_id), occupy=1, strict=True):
+    with locks.hold([secret_lock(secret_id)]):
         if not wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds, report):
             report.outcome = "cancelled: no key was provided in time; nothing changed"
             publish(report, f"rotate-{secret_id}-{env}")

@@ -18,9 +18,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from prefect import flow
-from prefect.concurrency.sync import concurrency
 
 from flows.common import inventory_path, publish, secret_lock
+from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
@@ -70,7 +70,7 @@ def rotate_db_password(
         report.outcome = "dry run: nothing changed"
         publish(report, f"rotate-{secret}-{env}-plan")
         return report.markdown()
-    with concurrency(secret_lock(secret), occupy=1, strict=True):
+    with locks.hold([secret_lock(secret)]):
         report.add(create_new_password(secret, env, path, chosen.value))
         try:
             updated = report.add(update_in_database(secret, env, path))

@@ -1,6 +1,6 @@
 """What a Prefect server needs before the flows run: one global concurrency limit per secret
-(one slot, so two runs touching the same secret never interleave; the flows take it with
-``strict=True``, so a missing limit is an error, not a silent pass)."""
+(one slot, so two runs touching the same secret never interleave; the flows hold it through
+:mod:`secretops.locks`, where a missing limit is an error, not a silent pass)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 
+from secretops import locks
 from secretops.models import Environment, SecretKind, Stage
 from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
@@ -116,7 +116,7 @@ def rotate_keys(label: str, due: list[Due], inventory: str) -> list[Outcome]:
     stop the fleet."""
     outcomes: list[Outcome] = []
     failed: set[str] = set()
-    with concurrency(sorted({lock_name(d.secret) for d in due}), occupy=1, strict=True):
+    with locks.hold([lock_name(d.secret) for d in due]):
         for environment in ENVIRONMENT_ORDER:
             here = [d.secret for d in due if d.environment == environment]
             for secret in [s for s in here if s in failed]:
