@@ -127,7 +127,7 @@ def test_external_secret_force_sync(
         SecretId="prod/intelliprompt/openai", SecretString=value
     )
     before = cluster.force_sync_external_secret("intelliprompt", "intelliprompt-secrets")
-    assert before == synced
+    assert before >= synced  # a sync still queued from the ExternalSecret's creation may land
     after = cluster.wait_external_secret_synced(
         "intelliprompt", "intelliprompt-secrets", before, timeout=20
     )
