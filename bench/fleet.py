@@ -10,6 +10,7 @@ the Python client; its inventory is generated YAML beside the sandbox's own."""
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,9 @@ def run(bench: Bench, sizes: list[int], concurrency: int) -> dict[str, Any]:
         seconds, counts = rotate(path, concurrency)
         cpu = {who: round(used - cpu_before[who], 1)
                for who, used in bench.cpu_seconds().items()}
+        if size == 1:  # the unit every size is compared with: the median of three runs
+            seconds = statistics.median([seconds, *(rotate(path, concurrency)[0]
+                                                    for _ in range(2))])
         points.append({"size": size, "wall_s": round(seconds, 2),
                        "per_secret_s": round(seconds / size, 3), "setup_s": round(setup, 1),
                        "cpu_s": cpu, **counts})
