@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class OpenAIKey:
     service_account_id: str
     last_used_at: int | None = None
 
-    @property
+    @functools.cached_property
     def redacted_value(self) -> str:
         return redacted_value(self.value)
 

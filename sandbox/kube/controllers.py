@@ -143,8 +143,7 @@ class Controllers:
         if deployment is None or deployment["spec"].get("paused"):
             return
         all_rs = self.store.owned(REPLICASETS, namespace, deployment["metadata"]["uid"])
-        template = copy.deepcopy(deployment["spec"]["template"])
-        template_hash = rollout.template_hash(template)
+        template_hash = rollout.template_hash(deployment["spec"]["template"])
         new_rs = next((rs for rs in all_rs if rs["metadata"].get("labels", {}).get(
             "pod-template-hash") == template_hash), None)
         old_rs = [rs for rs in all_rs if rs is not new_rs]
@@ -155,6 +154,7 @@ class Controllers:
             for rs in old_rs:
                 self._scale(rs, 0, deployment)
         elif new_rs is None:
+            template = copy.deepcopy(deployment["spec"]["template"])
             new_rs = self._create_rs(deployment, template, template_hash, all_rs, old_rs)
             all_rs.append(new_rs)
             created = True

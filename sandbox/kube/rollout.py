@@ -4,6 +4,7 @@ and the status and conditions of a Deployment."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -16,7 +17,11 @@ REVISION = "deployment.kubernetes.io/revision"
 
 def template_hash(template: dict[str, Any]) -> str:
     """``pod-template-hash``: FNV-32a of the template, encoded like ``rand.SafeEncodeString``."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    return _fnv_safe(json.dumps(template, sort_keys=True, separators=(",", ":")).encode())
+
+
+@functools.lru_cache(maxsize=4096)
+def _fnv_safe(data: bytes) -> str:
     value = 0x811C9DC5
     for byte in data:
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF

@@ -196,10 +196,11 @@ class Store:
             stored["kind"] = resource.kind
             if not strategy.uses_generation(resource):
                 smeta.pop("generation", None)
-            check = copy.deepcopy(stored)
-            check["metadata"].pop("resourceVersion", None)
-            same = {**old, "metadata": {k: v for k, v in old["metadata"].items()
-                                        if k != "resourceVersion"}} == check
+            def unversioned(obj: dict[str, Any]) -> dict[str, Any]:
+                return {**obj, "metadata": {k: v for k, v in obj["metadata"].items()
+                                            if k != "resourceVersion"}}
+
+            same = unversioned(old) == unversioned(stored)
             if same:
                 return copy.deepcopy(old)
             return self._commit("MODIFIED", resource, ns, name, stored)
