@@ -10,6 +10,7 @@ imported when that adapter is first built: a leak's revocation loads only what i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ class Wiring:
         self._clusters: dict[str | None, KubeCluster] = {}
         self._providers: dict[SecretKind, KeyProvider] = {}
         self._aws_clients: dict[str, Any] = {}
+        # a fleet run's threads ask for the same adapters at once: build each one once
+        self._building = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Wiring({self.inventory.application!r})"
@@ -81,6 +84,11 @@ class Wiring:
         context = settings.emergency_context if emergency else settings.context
         if emergency and context is None:
             raise InventoryError("the inventory names no kubernetes.emergency_context")
+        with self._building:
+            return self._cluster(context)
+
+    def _cluster(self, context: str | None) -> KubeCluster:
+        settings = self.inventory.kubernetes
         if context not in self._clusters:
             from secretops.adapters.kube import KubeCluster
 
@@ -117,11 +125,12 @@ class Wiring:
 
     def aws_client(self, service: str) -> Any:
         """An AWS client (``secretsmanager``, ``iam``, ``cloudtrail``), kept for reuse."""
-        if service not in self._aws_clients:
-            config = self.aws_config()
-            endpoint = config.cloudtrail_endpoint_url if service == "cloudtrail" else None
-            self._aws_clients[service] = config.client(service, endpoint)
-        return self._aws_clients[service]
+        with self._building:
+            if service not in self._aws_clients:
+                config = self.aws_config()
+                endpoint = config.cloudtrail_endpoint_url if service == "cloudtrail" else None
+                self._aws_clients[service] = config.client(service, endpoint)
+            return self._aws_clients[service]
 
     def aws(self, environment: Environment | str = Environment.production) -> AwsAudit:
         """IAM and CloudTrail, for the access audit of ``environment``."""
@@ -185,6 +194,10 @@ class Wiring:
                 key_kind = SecretKind(kind)
             except ValueError:
                 raise InventoryError(f"no provider for {kind!r}") from None
+        with self._building:
+            return self._provider(key_kind)
+
+    def _provider(self, key_kind: SecretKind) -> KeyProvider:
         if key_kind not in self._providers:
             from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
 

@@ -8,6 +8,7 @@ value). A store that records no time for its current version counts as due.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from tasks.common import inventory_at, wiring_for
 from tasks.fleet_keys import Batch, rotate_batch
 
 API_KEY_KINDS = (SecretKind.openai_api_key, SecretKind.anthropic_api_key)
+READERS = 8
 
 
 @dataclass(frozen=True)
@@ -60,27 +62,29 @@ def last_fire(cron: str, timezone: str, now: datetime) -> datetime:
       persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def find_due_rotations(inventory: str, environments: list[str], force: bool) -> list[Due]:
     """Every (secret, environment) of the inventory in ``environments``, due or not, with the
-    last rotation time read from the primary store's current version."""
+    last rotation time read from the primary store's current version (``READERS`` stores
+    read at a time)."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     now = datetime.now(UTC)
+    pairs = [(secret_id, env) for secret_id in inv.secret_ids()
+             for env in inv.environments_of(secret_id) if env.value in environments]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        versions = list(pool.map(
+            lambda pair: wiring.stores(*pair)[0].version(Stage.current), pairs))
     found = []
-    for secret_id in inv.secret_ids():
+    for (secret_id, env), version in zip(pairs, versions, strict=True):
         spec = inv.secret(secret_id)
-        for env in inv.environments_of(secret_id):
-            if env.value not in environments:
-                continue
-            version = wiring.stores(secret_id, env)[0].version(Stage.current)
-            last = version.created_at if version is not None else None
-            fire = last_fire(spec.schedule.cron, spec.schedule.timezone, now) \
-                if spec.schedule else None
-            due = force or last is None or (fire is not None and last < fire)
-            note = "forced" if force else (
-                "no rotation time recorded in the store" if last is None and version
-                else "no current version" if version is None
-                else "schedule fired since the last rotation" if due else "not due")
-            found.append(Due(secret_id, env.value, spec.kind.value,
-                             f"{last:%Y-%m-%d %H:%M}" if last else "unknown",
-                             f"{fire:%Y-%m-%d %H:%M}" if fire else "no schedule", due, note))
+        last = version.created_at if version is not None else None
+        fire = last_fire(spec.schedule.cron, spec.schedule.timezone, now) \
+            if spec.schedule else None
+        due = force or last is None or (fire is not None and last < fire)
+        note = "forced" if force else (
+            "no rotation time recorded in the store" if last is None and version
+            else "no current version" if version is None
+            else "schedule fired since the last rotation" if due else "not due")
+        found.append(Due(secret_id, env.value, spec.kind.value,
+                         f"{last:%Y-%m-%d %H:%M}" if last else "unknown",
+                         f"{fire:%Y-%m-%d %H:%M}" if fire else "no schedule", due, note))
     return found
 
 
