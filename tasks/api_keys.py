@@ -121,40 +121,38 @@ def _revoke(provider: KeyProvider, value: SecretValue, what: str,
     return f"{what} key {key.id} ({value.fingerprint()}) {state}; the provider refuses it"
 
 
+def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
+                  what: str) -> list[str]:
+    """Revoke the keys held as ``stage`` that are not current, and any key an interrupted run
+    created but never stored (one listing of the provider's keys for both); then clear the
+    pending marker."""
+    wiring = wiring_for(inventory)
+    stores = wiring.stores(secret, environment)
+    provider = wiring.provider(secret)
+    held = {s: _values(stores, s) for s in (Stage.current, Stage.pending, Stage.previous)}
+    keys = provider.list_keys()
+    evidence = [_revoke(provider, value, what, keys) for value in held[stage]
+                if value not in held[Stage.current]]
+    prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
+    evidence += _revoke_orphans(provider, [v for values in held.values() for v in values],
+                                prefix, keys)
+    for store in stores:
+        store.clear_pending()
+    return evidence
+
+
 @runbook_step("Revoke old key at provider")
 def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
     """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive), check the provider
     refuses it, revoke any key an interrupted run created but never stored, and clear the
     pending marker: the rotation is finished."""
-    inv, wiring = inventory_at(inventory), wiring_for(inventory)
-    stores = wiring.stores(secret, environment)
-    provider = wiring.provider(secret)
-    current, pending = _values(stores, Stage.current), _values(stores, Stage.pending)
-    previous = _values(stores, Stage.previous)
-    keys = provider.list_keys()
-    evidence = [_revoke(provider, value, "old", keys) for value in previous
-                if value not in current]
-    prefix = key_name_prefix(inv.application, environment, secret)
-    evidence += _revoke_orphans(provider, current + pending + previous, prefix, keys)
-    for store in stores:
-        store.clear_pending()
-    return evidence or ["no previous key to revoke"]
+    return (_revoke_stage(secret, environment, inventory, Stage.previous, "old")
+            or ["no previous key to revoke"])
 
 
 @runbook_step("Roll back: revoke the new key")
 def revoke_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     """After a rollback: the new key is revoked (with any key an interrupted run created but
     never stored) and the pending marker cleared."""
-    wiring = wiring_for(inventory)
-    stores = wiring.stores(secret, environment)
-    provider = wiring.provider(secret)
-    current, pending = _values(stores, Stage.current), _values(stores, Stage.pending)
-    previous = _values(stores, Stage.previous)
-    keys = provider.list_keys()
-    evidence = [_revoke(provider, value, "new", keys) for value in pending
-                if value not in current]
-    prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
-    evidence += _revoke_orphans(provider, current + pending + previous, prefix, keys)
-    for store in stores:
-        store.clear_pending()
-    return evidence or ["no pending key to revoke"]
+    return (_revoke_stage(secret, environment, inventory, Stage.pending, "new")
+            or ["no pending key to revoke"])
