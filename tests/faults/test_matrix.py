@@ -31,7 +31,7 @@ from secretops.models import Credential, SecretValue, Stage
 from secretops.wiring import Wiring
 from tests.flows.api_key_world import assert_converged, faults, lock_slots, remember_all
 from tests.flows.conftest import World
-from tests.flows.test_rotate_api_key_faults import mark_crashed_and_unlock
+from tests.flows.kills import mark_crashed_and_unlock
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("SECRETOPS_FULL_MATRIX") == "1"

@@ -26,6 +26,7 @@ from secretops.prefect_setup import lock_name
 from secretops.staging import stage_key
 from tasks.api_keys import key_name_prefix
 from tests.flows.conftest import World
+from tests.flows.conftest import mint_console_key as mint_named
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -65,11 +66,7 @@ def environment_keys(world: World, secret: str, environment: str) -> list[Any]:
 def mint_console_key(world: World, environment: str) -> SecretValue:
     """What a person does in the Anthropic console, naming the key as the form says."""
     name = key_name_prefix(world.inventory.application, environment, "anthropic") + "console"
-    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
-    response.raise_for_status()
-    value = SecretValue(response.json()["key"])
-    world.seen.append(value)
-    return value
+    return mint_named(world, name)
 
 
 def assert_converged(world: World, secret: str, environment: str) -> SecretValue:

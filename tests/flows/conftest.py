@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sandbox import manager
 from sandbox.load import Load
 from secretops.inventory import Inventory, load_inventory
 from secretops.models import SecretValue
@@ -66,3 +67,10 @@ def clean_prefect(world: World, assert_prefect_clean: Callable[..., Any]) -> Ite
 def load(world: World) -> Callable[[str], Load]:
     """``with load("staging") as result: ...`` then ``result.failed``."""
     return lambda environment: Load(world.info["services"][environment])
+
+
+def mint_console_key(world: World, name: str) -> SecretValue:
+    """What a person does in the Anthropic console; the value is kept for the leak scans."""
+    value = SecretValue(manager.mint_console_key(world.info, name))
+    world.seen.append(value)
+    return value

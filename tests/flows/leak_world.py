@@ -4,6 +4,7 @@ converged world afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,22 +17,13 @@ from typing import Any
 
 import httpx
 
-from secretops.models import Credential, SecretValue, Stage
+from secretops.models import Credential, Stage
 from secretops.staging import stage_key
-from tests.flows.conftest import World
+from tests.flows.conftest import World, mint_console_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["development", "staging", "production"]
 REVOKE_BUDGET_SECONDS = 3.0
-
-
-def mint_console_key(world: World, name: str) -> SecretValue:
-    """What a person does in the Anthropic console."""
-    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
-    response.raise_for_status()
-    value = SecretValue(response.json()["key"])
-    world.seen.append(value)
-    return value
 
 
 def stage_console_keys(world: World, environments: Iterable[str] = ENVIRONMENTS) -> None:
@@ -119,3 +111,20 @@ def assert_replaced_everywhere(world: World, kubectl: Any, secret: str,
             rollout = kubectl("rollout", "status", "deployment/backend", "-n", namespace,
                               "--timeout=30s")
             assert "successfully rolled out" in rollout.stdout
+
+
+def forget_leak_responses(world: World) -> None:
+    """Delete the records earlier leak responses of this session left (Prefect variables).
+    A leak reported as exposed since an hour ago is, by design, taken as already answered
+    in an environment whose current value a response recorded as its replacement within
+    that hour: another test module's response would make this one's a no-op."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from secretops.revocation import record_name
+
+    with get_client(sync_client=True) as client:
+        for secret in world.inventory.secret_ids():
+            for environment in world.inventory.environments_of(secret):
+                with contextlib.suppress(ObjectNotFound):
+                    client.delete_variable_by_name(record_name(secret, environment.value))

@@ -23,6 +23,7 @@ from tests.flows.leak_world import (
     ROOT,
     current,
     currents,
+    forget_leak_responses,
     leak_command,
     mint_console_key,
     run_leak_cli,
@@ -33,6 +34,12 @@ from tests.flows.leak_world import assert_replaced_everywhere as replaced_everyw
 
 EXPOSED_SINCE = datetime.now(UTC) - timedelta(hours=1)
 FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_earlier_responses(world: World) -> None:
+    """This module's leaks start from no recorded response (see forget_leak_responses)."""
+    forget_leak_responses(world)
 
 
 @pytest.mark.usefixtures("clean_prefect")

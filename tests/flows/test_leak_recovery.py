@@ -4,11 +4,6 @@ and rerun finishes the job and never undoes the revocation; the event
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,17 +15,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
-from prefect.states import Crashed
 
 from flows.respond_to_leak import respond_to_leak
 from secretops import automations
-from secretops.prefect_setup import lock_name, release_lock
+from secretops.prefect_setup import lock_name
 from tasks.api_keys import key_name_prefix
 from tests.deploy.stack import Stack
 from tests.flows.conftest import World
+from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 from tests.flows.leak_world import (
     ENVIRONMENTS,
-    ROOT,
     assert_replaced_everywhere,
     current,
     currents,
@@ -56,24 +50,7 @@ FIGURES: dict[str, str] = {}
 
 def run_and_kill(params: dict[str, Any], after: str) -> str:
     """The leak flow in a subprocess that SIGKILLs itself at ``after``; returns the run id."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.flows.kill_driver", "flows.respond_to_leak:respond_to_leak",
-         after, "--params", json.dumps(params)],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=240,
-    )
-    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stdout, done.stderr[-3000:])
-    lines = [line for line in done.stdout.splitlines() if line.startswith("FLOW_RUN_ID ")]
-    assert lines, done.stdout
-    return lines[-1].split()[1]
-
-
-def mark_crashed_and_unlock(flow_run_id: str, secret: str) -> None:
-    """What the zombie automation and ``secretops unlock`` do for a run whose process died."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(uuid.UUID(flow_run_id),
-                                  Crashed(message="the flow run's process was killed"),
-                                  force=True)
-    release_lock(secret)
+    return run_until_killed("flows.respond_to_leak:respond_to_leak", after, params, timeout=240)
 
 
 @pytest.mark.usefixtures("clean_prefect")

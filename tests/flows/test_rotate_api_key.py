@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from flows.rotate_api_key import rotate_api_key
 from secretops.models import SecretValue, Stage
 from secretops.staging import stage_key
-from tests.flows.conftest import World
+from tests.flows.conftest import World, mint_console_key
 
 ENVIRONMENTS = ["development", "staging", "production"]
-
-
-def mint_console_key(world: World, name: str) -> SecretValue:
-    """What a person does in the Anthropic console."""
-    response = httpx.post(f"{world.info['providers']['console']}/keys", json={"name": name})
-    response.raise_for_status()
-    value = SecretValue(response.json()["key"])
-    world.seen.append(value)
-    return value
 
 
 def current(world: World, secret: str, environment: str) -> list[SecretValue]:

@@ -9,10 +9,6 @@ service) and, through ``clean_prefect``, that no value reached Prefect.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,14 +21,11 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import CancelledRun, PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_base_key
-from prefect.states import Crashed
 
 from flows.rotate_api_key import PAUSE_KEY, rotate_api_key
 from secretops.models import Credential, SecretValue, Stage
-from secretops.prefect_setup import release_lock
 from secretops.wiring import Wiring
 from tests.flows.api_key_world import (
-    ROOT,
     assert_converged,
     faults,
     flow_runs_named,
@@ -45,6 +38,7 @@ from tests.flows.api_key_world import (
     wait_for_state,
 )
 from tests.flows.conftest import World
+from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 
 TASK_BOUNDARIES = ["generate_new_key", "check_new_key", "update_secret", "sync_external_secret",
                    "restart_pods", "verify_logs", "verify_new_key", "revoke_old_key"]
@@ -87,24 +81,7 @@ def test_no_failed_request_under_load(world: World, load: Any, secret: str,
 def run_and_kill(world: World, secret: str, environment: str, after: str) -> str:
     """Run the flow in a subprocess that SIGKILLs itself at ``after``; returns the run id."""
     params = {"secret": secret, "environment": environment, "inventory": world.path}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.flows.kill_driver", "flows.rotate_api_key:rotate_api_key",
-         after, "--params", json.dumps(params)],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stdout, done.stderr[-3000:])
-    lines = [line for line in done.stdout.splitlines() if line.startswith("FLOW_RUN_ID ")]
-    assert lines, done.stdout
-    return lines[-1].split()[1]
-
-
-def mark_crashed_and_unlock(flow_run_id: str, secret: str) -> None:
-    """What the zombie automation and `secretops unlock` do for a run whose process died."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(uuid.UUID(flow_run_id),
-                                  Crashed(message="the flow run's process was killed"),
-                                  force=True)
-    release_lock(secret)
+    return run_until_killed("flows.rotate_api_key:rotate_api_key", after, params, timeout=120)
 
 
 @pytest.mark.usefixtures("clean_prefect")
