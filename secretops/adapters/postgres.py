@@ -63,6 +63,8 @@ def _failure(action: str, role: str, exc: psycopg.Error) -> Exception:
     from secretops.adapters.retry import is_transient
 
     reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else ""
+    if not reason:  # a connection that failed or was cut carries its reason only in the text
+        reason = " ".join(line.strip() for line in str(exc).splitlines())[:200]
     state = exc.sqlstate or type(exc).__name__
     message = redaction.redact(f"PostgreSQL {action} for role {role} failed ({state}) {reason}")
     return Retryable(message.strip()) if is_transient(exc) else NotRetryable(message.strip())
