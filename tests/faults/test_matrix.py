@@ -11,9 +11,7 @@ points are covered in ``tests/flows/test_rotate_api_key_faults.py``.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +29,7 @@ from secretops.models import Credential, SecretValue, Stage
 from secretops.wiring import Wiring
 from tests.flows.api_key_world import assert_converged, faults, lock_slots, remember_all
 from tests.flows.conftest import World
-from tests.flows.kills import mark_crashed_and_unlock
+from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("SECRETOPS_FULL_MATRIX") == "1"
@@ -97,27 +95,15 @@ def remember_db(world: World, environment: str) -> None:
 # -- SIGKILL at every step boundary of rotate-db-password --------------------------------------
 
 
-def run_and_kill(flow: str, after: str, params: dict[str, Any]) -> str:
-    """Run ``flow`` in a subprocess that SIGKILLs itself at ``after``; returns the run id."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.flows.kill_driver", flow, after, "--params",
-         json.dumps(params)],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=180,
-    )
-    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stdout, done.stderr[-3000:])
-    lines = [line for line in done.stdout.splitlines() if line.startswith("FLOW_RUN_ID ")]
-    assert lines, done.stdout
-    return lines[-1].split()[1]
-
-
 @pytest.mark.usefixtures("clean_prefect")
 @pytest.mark.parametrize(("environment", "after"), DB_KILLS)
 def test_db_rotation_killed_at_step_then_rerun_converges(world: World, environment: str,
                                                          after: str) -> None:
     old = assert_db_converged(world, environment)
     world.seen.append(old.secret)
-    run_id = run_and_kill("flows.rotate_db_password:rotate_db_password", after,
-                          {"environment": environment, "inventory": world.path})
+    run_id = run_until_killed("flows.rotate_db_password:rotate_db_password", after,
+                              {"environment": environment, "inventory": world.path},
+                              timeout=180)
     remember_db(world, environment)
     mark_crashed_and_unlock(run_id, DB)
 

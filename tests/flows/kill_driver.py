@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,11 +38,17 @@ from prefect import Task
 IN_STEP = ("pending-stored", "key-created")
 
 
+_DYING = threading.Lock()
+
+
 def die() -> None:
-    """Say which flow run is dying, then SIGKILL this process (no cleanup, no hooks)."""
+    """Say which flow run is dying, then SIGKILL this process (no cleanup, no hooks). Steps
+    running side by side (one per environment) may reach the point together: the first one
+    kills, the others wait for it, so the line is written once and whole."""
     from prefect.runtime import flow_run
 
-    print(f"FLOW_RUN_ID {flow_run.id}", flush=True)
+    _DYING.acquire()
+    os.write(sys.stdout.fileno(), f"FLOW_RUN_ID {flow_run.id}\n".encode())
     os.kill(os.getpid(), signal.SIGKILL)
 
 

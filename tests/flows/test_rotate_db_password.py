@@ -8,9 +8,6 @@ own statement log contains, and (``clean_prefect``) that no value reached Prefec
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +24,10 @@ from flows.rotate_db_password import rotate_db_password
 from secretops.errors import InventoryError, NotRetryable
 from secretops.inventory import load_inventory
 from secretops.models import Credential, SecretValue, Stage
-from secretops.prefect_setup import release_lock
 from tests.flows.conftest import World
+from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 
 SECRET = "db-password"
-ROOT = Path(__file__).resolve().parents[2]
 CASES = [("development", "single"), ("staging", "single"), ("staging", "alternating"),
          ("production", "single"), ("production", "alternating")]
 BOUNDARIES = ["pending-stored", "create_new_password", "update_in_database", "update_secret",
@@ -183,20 +179,10 @@ def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any, f
 def killed_at(world: World, environment: str, strategy: str, after: str) -> str:
     """Run the flow in a subprocess that SIGKILLs itself at ``after``; mark the dead run
     Crashed (as the zombie automation would) and free its lock. Returns the run's id."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
-
     params = {"environment": environment, "strategy": strategy, "inventory": world.path}
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.flows.kill_driver",
-         "flows.rotate_db_password:rotate_db_password", after, "--params", json.dumps(params)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ),
-    )
-    assert result.returncode == -9, f"{after}: exit {result.returncode}\n{result.stdout[-2000:]}"
-    run_id = result.stdout.split("FLOW_RUN_ID ")[1].split()[0]
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run_id, Crashed(message="killed by the test"), force=True)
-    release_lock(SECRET)
+    run_id = run_until_killed("flows.rotate_db_password:rotate_db_password", after, params,
+                              timeout=120)
+    mark_crashed_and_unlock(run_id, SECRET)
     return run_id
 
 
