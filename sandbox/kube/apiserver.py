@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sandbox.kube import discovery
+from sandbox.kube import discovery, protobuf
 from sandbox.kube.audit import AuditLog, AuditRequest
 from sandbox.kube.config import Identity
 from sandbox.kube.errors import ApiError, bad_request
@@ -165,10 +165,9 @@ class ApiServer:
             content_type = request.headers.get("content-type", "")
             return _json(self.api.patch(target, content_type, raw))
         if "protobuf" in request.headers.get("content-type", ""):
-            raise ApiError(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media "
-                           "types include: application/json, application/yaml")
-        body = _decode(raw)
+            body = _decode_protobuf(raw)
+        else:
+            body = _decode(raw)
         if method == "POST" and not target.name:
             return _json(self.api.create(target, body), 201)
         if method == "PUT" and target.name:
@@ -194,6 +193,18 @@ class ApiServer:
                     audit.record(record, 200, "ResponseComplete", audit_id)
 
         return StreamingResponse(stream(), media_type="application/json")
+
+
+def _decode_protobuf(raw: bytes) -> Any:
+    """A protobuf body (what kubectl sends for the built-in kinds it creates)."""
+    try:
+        return protobuf.decode(raw)
+    except protobuf.UnknownKind as exc:
+        raise ApiError(415, "UnsupportedMediaType",
+                       "the body of the request was in an unknown format - accepted media "
+                       "types include: application/json, application/yaml") from exc
+    except protobuf.ProtobufError as exc:
+        raise bad_request(f"error decoding body: {exc}") from exc
 
 
 def _decode(raw: bytes) -> Any:

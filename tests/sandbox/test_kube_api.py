@@ -102,6 +102,44 @@ def test_not_found_and_unsupported_media_bodies(world: KubeWorld) -> None:
         assert deploy["message"] == 'deployments.apps "nope" not found'
 
 
+def test_kubectl_create_sends_protobuf_and_the_server_reads_it(world: KubeWorld) -> None:
+    """The runbook's own first command (``kubectl create secret generic``) and its kin: kubectl
+    sends these kinds as protobuf; the stored objects are what the command asked for."""
+    world.kubectl("create", "secret", "generic", "runbook-keys", "-n", TEST_NS,
+                  "--from-literal=openai=sk-proto", "--from-literal=anthropic=sk-ant-proto")
+    secret = _core(world).read_namespaced_secret("runbook-keys", TEST_NS)
+    assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {
+        "openai": "sk-proto", "anthropic": "sk-ant-proto"}
+    assert secret.type == "Opaque" and secret.metadata.resource_version
+    world.kubectl("create", "configmap", "runbook-settings", "-n", TEST_NS,
+                  "--from-literal=model=gpt")
+    world.kubectl("create", "serviceaccount", "runbook-reader", "-n", TEST_NS)
+    world.kubectl("create", "rolebinding", "runbook-read", "-n", TEST_NS, "--role=reader",
+                  "--serviceaccount", f"{TEST_NS}:runbook-reader")
+    binding = json.loads(world.kubectl("get", "rolebinding", "runbook-read", "-n", TEST_NS,
+                                       "-o", "json").stdout)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "reader"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runbook-reader",
+                                    "namespace": TEST_NS}]
+    assert "generateName" not in binding["metadata"]
+    settings = _core(world).read_namespaced_config_map("runbook-settings", TEST_NS)
+    assert settings.data == {"model": "gpt"}
+    # a kind the server cannot read from protobuf is refused as the media type, clearly
+    refused = world.kubectl("create", "deployment", "web", "--image=nginx", "-n", TEST_NS,
+                            check=False)
+    assert refused.returncode != 0 and "unknown format" in refused.stderr
+
+
+def test_malformed_protobuf_body_is_a_bad_request(world: KubeWorld) -> None:
+    with _http(world) as http:
+        for body in (b"not-protobuf", b"k8s\x00\x0a\xff"):
+            answer = http.post(f"/api/v1/namespaces/{TEST_NS}/secrets", content=body,
+                               headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["reason"] == "BadRequest"
+
+
 def test_create_update_and_stale_resource_version_conflict(world: KubeWorld) -> None:
     core = _core(world)
     made = core.create_namespaced_secret(TEST_NS, k8s.V1Secret(
