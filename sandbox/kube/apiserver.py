@@ -161,21 +161,22 @@ class ApiServer:
                 return _json(self.api.get(target, params, as_table))
             return _json(self.api.list(target, params, as_table))
         raw = await request.body()
+        dry_run = _dry_run(params)
         if method == "PATCH" and target.name:
             content_type = request.headers.get("content-type", "")
-            return _json(self.api.patch(target, content_type, raw))
+            return _json(self.api.patch(target, content_type, raw, dry_run))
         if "protobuf" in request.headers.get("content-type", ""):
             body = _decode_protobuf(raw)
         else:
             body = _decode(raw)
         if method == "POST" and not target.name:
-            return _json(self.api.create(target, body), 201)
+            return _json(self.api.create(target, body, dry_run), 201)
         if method == "PUT" and target.name:
-            return _json(self.api.update(target, body))
+            return _json(self.api.update(target, body, dry_run))
         if method == "DELETE" and target.name:
-            return _json(self.api.delete(target, body))
+            return _json(self.api.delete(target, body, dry_run))
         if method == "DELETE":
-            return _json(self.api.delete_collection(target, params))
+            return _json(self.api.delete_collection(target, params, dry_run))
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
                        "requested resource")
 
@@ -193,6 +194,17 @@ class ApiServer:
                     audit.record(record, 200, "ResponseComplete", audit_id)
 
         return StreamingResponse(stream(), media_type="application/json")
+
+
+def _dry_run(params: dict[str, str]) -> bool:
+    """``?dryRun=All`` asks for a write that is checked but not stored; ``All`` is the only
+    value the API defines."""
+    value = params.get("dryRun")
+    if value is None or value == "":
+        return False
+    if value != "All":
+        raise bad_request(f'Invalid dry run value: "{value}": supported values: "All"')
+    return True
 
 
 def _decode_protobuf(raw: bytes) -> Any:

@@ -1,5 +1,6 @@
 """The REST verbs on resources: get, list, watch, create, update, patch, delete, and the
-``status``, ``scale`` and ``log`` subresources."""
+``status``, ``scale`` and ``log`` subresources. The writes take ``dry_run`` (``?dryRun=All``):
+everything is checked and the answer is what would be stored, but nothing is."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class ResourceApi:
         self._require(target)
         return self.logs.read_log(target.namespace, target.name, params)
 
-    def create(self, target: Target, body: Any) -> dict[str, Any]:
+    def create(self, target: Target, body: Any, dry_run: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
         if body.get("kind") and body["kind"] != target.resource.kind:
@@ -120,22 +121,24 @@ class ResourceApi:
                 raise bad_request("the namespace of the provided object does not match the "
                                   "namespace sent on the request")
             meta["namespace"] = target.namespace
-        return present(self.store.create(target.resource, body, target.namespace), target)
+        return present(self.store.create(target.resource, body, target.namespace,
+                                         dry_run=dry_run), target)
 
-    def update(self, target: Target, body: Any) -> dict[str, Any]:
+    def update(self, target: Target, body: Any, dry_run: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
         if target.subresource == "scale":
-            return self._set_scale(target, body)
+            return self._set_scale(target, body, dry_run)
         meta = body.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != target.name:
             raise bad_request("the name of the object does not match the name on the URL")
         meta["name"] = target.name
         stored = self.store.update(target.resource, body, namespace=self._ns(target),
-                                   status_only=target.subresource == "status")
+                                   status_only=target.subresource == "status", dry_run=dry_run)
         return present(stored, target)
 
-    def patch(self, target: Target, content_type: str, raw: bytes) -> dict[str, Any]:
+    def patch(self, target: Target, content_type: str, raw: bytes,
+              dry_run: bool = False) -> dict[str, Any]:
         kind = PATCH_TYPES.get(content_type.split(";")[0].strip())
         if kind is None or (kind == "strategic" and target.resource.custom):
             raise unsupported_media(target.resource)
@@ -157,10 +160,11 @@ class ResourceApi:
                            str(exc)) from exc
         if not isinstance(patched, dict):
             raise bad_request("the patch did not produce an object")
-        return self.update(target, patched)
+        return self.update(target, patched, dry_run)
 
-    def delete(self, target: Target, body: Any) -> dict[str, Any]:
+    def delete(self, target: Target, body: Any, dry_run: bool = False) -> dict[str, Any]:
         options = body if isinstance(body, dict) else {}
+        dry_run = dry_run or "All" in (options.get("dryRun") or [])  # DeleteOptions.dryRun
         current = self._require(target)
         wanted = (options.get("preconditions") or {}).get("resourceVersion")
         if wanted and wanted != current["metadata"]["resourceVersion"]:
@@ -168,19 +172,22 @@ class ResourceApi:
         grace = options.get("gracePeriodSeconds")
         if target.resource.key == "pods" and grace != 0:
             pod = self.store.mark_deleting(target.resource, target.namespace, target.name,
-                                           int(grace) if grace is not None else 30)
+                                           int(grace) if grace is not None else 30,
+                                           dry_run=dry_run)
             return present(pod, target)
-        gone = self.store.delete(target.resource, self._ns(target), target.name)
+        gone = self.store.delete(target.resource, self._ns(target), target.name,
+                                 dry_run=dry_run)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": target.name, "kind": target.resource.plural,
                             "uid": gone["metadata"]["uid"]}}
 
-    def delete_collection(self, target: Target, params: dict[str, str]) -> dict[str, Any]:
+    def delete_collection(self, target: Target, params: dict[str, str],
+                          dry_run: bool = False) -> dict[str, Any]:
         listing = self.list(target, params, as_table=False)
         for obj in listing["items"]:
             one = Target(target.resource, target.version, obj["metadata"].get("namespace", ""),
                          obj["metadata"]["name"], "")
-            self.delete(one, {"gracePeriodSeconds": 0})
+            self.delete(one, {"gracePeriodSeconds": 0}, dry_run)
         return listing
 
     def _scale(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -194,13 +201,15 @@ class ResourceApi:
                        "selector": selector_string(obj.get("spec", {}).get("selector", {}))},
         }
 
-    def _set_scale(self, target: Target, scale: dict[str, Any]) -> dict[str, Any]:
+    def _set_scale(self, target: Target, scale: dict[str, Any],
+                   dry_run: bool = False) -> dict[str, Any]:
         current = self._require(target)
         current["spec"]["replicas"] = int(scale.get("spec", {}).get("replicas", 0))
         wanted = scale.get("metadata", {}).get("resourceVersion")
         if wanted:
             current["metadata"]["resourceVersion"] = wanted
-        stored = self.store.update(target.resource, current, namespace=self._ns(target))
+        stored = self.store.update(target.resource, current, namespace=self._ns(target),
+                                   dry_run=dry_run)
         return self._scale(stored)
 
     async def watch(self, target: Target, params: dict[str, str]) -> AsyncIterator[bytes]:

@@ -137,7 +137,7 @@ class Store:
         return obj
 
     def create(self, resource: Resource, obj: dict[str, Any],
-               namespace: str = "") -> dict[str, Any]:
+               namespace: str = "", *, dry_run: bool = False) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + random_suffix()
@@ -164,11 +164,11 @@ class Store:
                 meta.pop(field, None)
             stored["apiVersion"] = resource.api_version()
             stored["kind"] = resource.kind
-            return self._commit("ADDED", resource, ns, name, stored)
+            return self._commit("ADDED", resource, ns, name, stored, dry_run)
 
     def update(
         self, resource: Resource, obj: dict[str, Any], *, namespace: str = "",
-        status_only: bool = False, check_version: bool = True,
+        status_only: bool = False, check_version: bool = True, dry_run: bool = False,
     ) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
@@ -203,10 +203,10 @@ class Store:
             same = unversioned(old) == unversioned(stored)
             if same:
                 return copy.deepcopy(old)
-            return self._commit("MODIFIED", resource, ns, name, stored)
+            return self._commit("MODIFIED", resource, ns, name, stored, dry_run)
 
     def mark_deleting(self, resource: Resource, namespace: str, name: str,
-                      grace_seconds: int = 30) -> dict[str, Any]:
+                      grace_seconds: int = 30, *, dry_run: bool = False) -> dict[str, Any]:
         """Graceful deletion: set ``deletionTimestamp``; the owner of the object removes it."""
         with self._lock:
             old = self._objects.get(resource.key, {}).get((namespace, name))
@@ -217,15 +217,18 @@ class Store:
             stored = copy.deepcopy(old)
             stored["metadata"]["deletionTimestamp"] = rfc3339()
             stored["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
-            return self._commit("MODIFIED", resource, namespace, name, stored)
+            return self._commit("MODIFIED", resource, namespace, name, stored, dry_run)
 
-    def delete(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+    def delete(self, resource: Resource, namespace: str, name: str, *,
+               dry_run: bool = False) -> dict[str, Any]:
         """Remove the object now, then its dependents (ownerReferences) and, for a namespace,
         everything in it."""
         with self._lock:
             old = self._objects.get(resource.key, {}).get((namespace, name))
             if old is None:
                 raise not_found(resource.plural, resource.group, name)
+            if dry_run:
+                return copy.deepcopy(old)
             del self._objects[resource.key][(namespace, name)]
             self._index(resource.key, namespace, name, old, add=False)
             self._rv += 1
@@ -248,7 +251,13 @@ class Store:
                 continue
 
     def _commit(self, kind: str, resource: Resource, ns: str, name: str,
-                stored: dict[str, Any]) -> dict[str, Any]:
+                stored: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Store ``stored`` as the object's next version and tell the watchers; a dry run
+        (``?dryRun=All``) only answers what would have been stored."""
+        if dry_run:
+            if kind == "ADDED":
+                stored["metadata"].pop("resourceVersion", None)
+            return stored
         self._rv += 1
         stored["metadata"]["resourceVersion"] = str(self._rv)
         objects = self._objects.setdefault(resource.key, {})

@@ -140,6 +140,35 @@ def test_malformed_protobuf_body_is_a_bad_request(world: KubeWorld) -> None:
             assert answer.json()["reason"] == "BadRequest"
 
 
+def test_server_side_dry_run_checks_but_stores_nothing(world: KubeWorld) -> None:
+    """``kubectl ... --dry-run=server`` (``?dryRun=All``): the answer shows the change, the
+    stored object and its resourceVersion stay as they were; errors are still errors."""
+    world.kubectl("create", "secret", "generic", "dry-keys", "-n", TEST_NS,
+                  "--from-literal=openai=sk-before")
+    before = _core(world).read_namespaced_secret("dry-keys", TEST_NS)
+    patch = json.dumps({"stringData": {"openai": "sk-after"}})
+    shown = json.loads(world.kubectl("patch", "secret", "dry-keys", "-n", TEST_NS, "-p", patch,
+                                     "--dry-run=server", "-o", "json").stdout)
+    assert base64.b64decode(shown["data"]["openai"]).decode() == "sk-after"
+    world.kubectl("delete", "secret", "dry-keys", "-n", TEST_NS, "--dry-run=server")
+    world.kubectl("create", "secret", "generic", "dry-new", "-n", TEST_NS,
+                  "--from-literal=a=b", "--dry-run=server")
+    after = _core(world).read_namespaced_secret("dry-keys", TEST_NS)
+    assert after.data == before.data
+    assert after.metadata.resource_version == before.metadata.resource_version
+    with pytest.raises(ApiException) as missing:
+        _core(world).read_namespaced_secret("dry-new", TEST_NS)
+    assert missing.value.status == 404
+    again = world.kubectl("create", "secret", "generic", "dry-keys", "-n", TEST_NS,
+                          "--from-literal=a=b", "--dry-run=server", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    with _http(world) as http:
+        wrong = http.delete(f"/api/v1/namespaces/{TEST_NS}/secrets/dry-keys",
+                            params={"dryRun": "Yes"})
+    assert wrong.status_code == 400 and "dry run" in wrong.json()["message"]
+    assert _core(world).read_namespaced_secret("dry-keys", TEST_NS).data == before.data
+
+
 def test_create_update_and_stale_resource_version_conflict(world: KubeWorld) -> None:
     core = _core(world)
     made = core.create_namespaced_secret(TEST_NS, k8s.V1Secret(
