@@ -19,8 +19,10 @@ from tests.adapters.kube_world import KubeWorld
 NS = "intelliprompt-staging"
 
 
-def _app(kube: KubeWorld, secret_key: str = "token", replicas: int = 2) -> tuple[str, str]:
-    """A Deployment whose pods read ``token`` of Secret ``<name>-config`` at start."""
+def _app(kube: KubeWorld, secret_key: str = "token", replicas: int = 2,
+         deadline: int = 3) -> tuple[str, str]:
+    """A Deployment whose pods read ``token`` of Secret ``<name>-config`` at start, with a
+    progress deadline of ``deadline`` seconds."""
     name = f"app-{uuid.uuid4().hex[:6]}"
     secret = f"{name}-config"
     kube.sandbox.apply(
@@ -40,7 +42,7 @@ def _app(kube: KubeWorld, secret_key: str = "token", replicas: int = 2) -> tuple
             "metadata": {"name": name, "namespace": NS, "labels": labels},
             "spec": {
                 "replicas": replicas,
-                "progressDeadlineSeconds": 3,
+                "progressDeadlineSeconds": deadline,
                 "selector": {"matchLabels": labels},
                 "strategy": {
                     "type": "RollingUpdate",
@@ -94,7 +96,8 @@ def test_restart_and_rollout_pick_up_the_new_value(
 
 
 def test_rollout_deadline_timeout_and_recovery(kube: KubeWorld, cluster: KubeCluster) -> None:
-    app, secret = _app(kube, secret_key="missing-key", replicas=1)
+    # the deadline leaves a slow machine time to ask before it passes
+    app, secret = _app(kube, secret_key="missing-key", replicas=1, deadline=8)
     early = cluster.wait_for_rollout(NS, app, timeout=0.5)
     assert not early.done and early.message.startswith("timed out after 0.5s")
     failed = cluster.wait_for_rollout(NS, app, timeout=30)

@@ -49,19 +49,40 @@ def pick(page: Any, parameter: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def start_custom_run(page: Any) -> str:
+def start_custom_run(page: Any, ui: str, deployment_id: Any) -> str:
     """On the deployment page: Run -> Custom run (``secret`` and ``environment`` have no
     default, so Quick run cannot start it), choose the secret and environment, submit, and
-    follow the toast to the new run's page. Returns the flow run id."""
+    follow the toast to the new run's page. Returns the flow run id. The toast goes away on
+    its own after a few seconds; on a slow machine it may be gone before it can be clicked,
+    and the run is then opened from the deployment's runs, as a person would."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run").click()
     pick(page, "secret", SECRET)
     pick(page, "environment", ENVIRONMENT)
     page.get_by_role("button", name="Submit").click()
-    # the toast is drawn twice, one over the other: click the one on top
-    page.get_by_role("button", name="View run").last.click()
-    page.wait_for_url("**/runs/flow-run/*")
-    return str(page.url.rsplit("/", 1)[-1])
+    try:
+        # the toast is drawn twice, one over the other: click the one on top
+        page.get_by_role("button", name="View run").last.click(timeout=10_000)
+        page.wait_for_url("**/runs/flow-run/*")
+        return str(page.url.rsplit("/", 1)[-1])
+    except PlaywrightTimeout:
+        deadline, started = time.monotonic() + 30, []
+        while not started and time.monotonic() < deadline:
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[deployment_id])))
+            started = [r for r in runs if not r.auto_scheduled  # not the schedules' runs
+                       and r.parameters.get("secret") == SECRET
+                       and r.parameters.get("environment") == ENVIRONMENT]
+            time.sleep(0.5)
+        assert started, "the custom run was not created"
+        run_id = str(max(started, key=lambda r: r.created or r.expected_start_time).id)
+        page.goto(f"{ui}/runs/flow-run/{run_id}")
+        return run_id
 
 
 def current(world: World) -> list[SecretValue]:
@@ -109,7 +130,7 @@ def test_rotate_anthropic_from_the_ui(deployed: Stack, prefect_server: Any,
             page.screenshot(path=str(tmp_path / "1-deployment.png"))
 
             clicked = time.monotonic()
-            run_id = start_custom_run(page)
+            run_id = start_custom_run(page, ui, deployment.id)
             badge = page.locator(".page-heading-flow-run__meta .state-badge")
             expect(badge).to_have_text("Paused", timeout=RUN_TIMEOUT_MS)
             seconds["Run -> Paused"] = time.monotonic() - clicked
