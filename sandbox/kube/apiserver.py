@@ -134,7 +134,15 @@ class ApiServer:
             return _json(discovery.api_group_list())
         parts = path.strip("/").split("/")
         body: dict[str, Any] | None = None
-        if parts[0] == "api" and len(parts) == 2:
+        if parts[:2] == ["openapi", "v3"]:
+            rest = parts[2:]
+            if not rest:
+                body = discovery.openapi_v3_root()
+            elif rest[0] == "api" and len(rest) == 2:
+                body = discovery.openapi_v3("", rest[1])
+            elif rest[0] == "apis" and len(rest) == 3:
+                body = discovery.openapi_v3(rest[1], rest[2])
+        elif parts[0] == "api" and len(parts) == 2:
             body = discovery.group_version("", parts[1])
         elif parts[0] == "apis" and len(parts) == 2:
             body = discovery.api_group(parts[1])

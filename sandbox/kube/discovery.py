@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.kube.resources import groups, resource_list
+from sandbox.kube.resources import groups, in_version, resource_list
 
 VERSION = {
     "major": "1", "minor": "32", "gitVersion": "v1.32.0-sandbox",
@@ -47,3 +47,47 @@ def group_version(group: str, version: str) -> dict[str, Any] | None:
     if not group and version != "v1":
         return None
     return resource_list(group, version)
+
+
+# OpenAPI v3, as much as kubectl reads before a write: for each kind, its write operations and
+# the query parameters they take. kubectl finds ``fieldValidation`` there and so leaves the
+# checking of fields to the server (``kubectl apply`` and ``create -f`` work without
+# ``--validate=false``). There are no schemas: ``kubectl explain`` has nothing to show.
+_WRITE_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation")
+OPENAPI_HASH = "sandbox-1"
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """``/openapi/v3``: where each group version's document is."""
+    versions = [("", "v1")] + [(g, v) for g, vs in groups().items() for v in vs]
+    return {"paths": {_gv_path(g, v): {
+        "serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={OPENAPI_HASH}"}
+        for g, v in versions}}
+
+
+def openapi_v3(group: str, version: str) -> dict[str, Any] | None:
+    """``/openapi/v3/{api/v1 | apis/GROUP/VERSION}``: the write operations of each kind."""
+    if group_version(group, version) is None:
+        return None
+    parameters = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                  for n in _WRITE_PARAMETERS]
+    paths: dict[str, Any] = {}
+    for r in in_version(group, version):
+        gvk = {"group": group, "version": version, "kind": r.kind}
+        scope = "/namespaces/{namespace}" if r.namespaced else ""
+        base = f"/{_gv_path(group, version)}{scope}/{r.plural}"
+
+        def operation(verb: str, r: Any = r, gvk: dict[str, str] = gvk) -> dict[str, Any]:
+            return {"operationId": f"{verb}{r.kind}", "parameters": parameters,
+                    "x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk,
+                    "responses": {"200": {"description": "OK"}}}
+
+        paths[base] = {"post": operation("post")}
+        paths[base + "/{name}"] = {"put": operation("put"), "patch": operation("patch")}
+    return {"openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": {}}}

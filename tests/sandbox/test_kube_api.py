@@ -169,6 +169,26 @@ def test_server_side_dry_run_checks_but_stores_nothing(world: KubeWorld) -> None
     assert _core(world).read_namespaced_secret("dry-keys", TEST_NS).data == before.data
 
 
+def test_kubectl_apply_with_its_default_validation(world: KubeWorld, tmp_path: Any) -> None:
+    """``kubectl apply -f`` reads the OpenAPI v3 documents to see that the server checks the
+    fields itself, then creates, and on a second apply patches."""
+    manifest = tmp_path / "settings.yaml"
+    for model, said in (("gpt-4o", "created"), ("gpt-5", "configured"), ("gpt-5", "unchanged")):
+        manifest.write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n"
+                            f"  namespace: {TEST_NS}\ndata:\n  model: {model}\n")
+        out = world.kubectl("apply", "-f", str(manifest)).stdout
+        assert said in out, out
+    assert _core(world).read_namespaced_config_map("applied", TEST_NS).data == {"model": "gpt-5"}
+    with _http(world) as http:
+        root = http.get("/openapi/v3").json()["paths"]
+        assert {"api/v1", "apis/apps/v1", "apis/external-secrets.io/v1beta1"} <= set(root)
+        doc = http.get(root["apis/apps/v1"]["serverRelativeURL"]).json()
+        patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+        assert patch["x-kubernetes-group-version-kind"]["kind"] == "Deployment"
+        assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+        assert http.get("/openapi/v3/apis/nope/v1").status_code == 404
+
+
 def test_create_update_and_stale_resource_version_conflict(world: KubeWorld) -> None:
     core = _core(world)
     made = core.create_namespaced_secret(TEST_NS, k8s.V1Secret(
