@@ -46,10 +46,13 @@ def run(directory: Path) -> int:
         _say(f"{name:<44} {seconds:>8.1f}  {outcome}")
     _say()
     _say(f"Every run, its steps and its report (Artifacts tab): {ui_url}/runs")
-    _say(f"The sandbox's kubectl: kubectl --kubeconfig {info['kubeconfig']} get pods -A")
-    _say(f"Rotate by hand:        secretops rotate api-key openai --env staging "
-         f"--inventory {info['inventory']}")
-    _say(f"Stop everything:       secretops quickstart --stop --dir {directory}")
+    _say("To go on from another shell, point secretops at this world (otherwise each command")
+    _say("starts a temporary Prefect server and its runs are not in that UI):")
+    _say(f"  export PREFECT_API_URL={api_url} SECRETOPS_INVENTORY={info['inventory']}")
+    _say("  secretops rotate api-key openai --env staging     rotate one key")
+    _say("  secretops leak openai --all-envs --drill          practise a leak response")
+    _say(f"  kubectl --kubeconfig {info['kubeconfig']} get pods -A")
+    _say(f"Stop everything: secretops quickstart --stop --dir {directory}")
     failed = [r for r in results if not r[2].startswith(("rotated", "ok"))]
     return 0 if clean and not failed else 1
 
