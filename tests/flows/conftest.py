@@ -14,7 +14,7 @@ from sandbox import manager
 from sandbox.load import Load
 from secretops.inventory import Inventory, load_inventory
 from secretops.models import SecretValue
-from secretops.prefect_setup import ensure_concurrency_limits
+from secretops.prefect_setup import ensure_concurrency_limits, lock_name, release_lock
 from secretops.scan import collect_store_values, format_report, scan_prefect
 from secretops.wiring import Wiring
 
@@ -58,7 +58,27 @@ def clean_prefect(world: World, assert_prefect_clean: Callable[..., Any]) -> Ite
     that was written during the test (the session's last flow test scans everything)."""
     started = datetime.now(UTC) - timedelta(seconds=2)
     yield
-    assert_prefect_clean(world.values(), since=started)
+    try:
+        assert_prefect_clean(world.values(), since=started)
+    finally:
+        left = free_held_locks()
+    assert not left, f"the test ended with these secrets' locks still held: {left}"
+
+
+def free_held_locks() -> list[str]:
+    """Free every per-secret lock still held, and name their secrets. A run that ends frees
+    its lock; a test that fails between killing a run and freeing its lock would otherwise
+    make every later test of the secret wait out the 5-minute lease."""
+    from prefect.client.orchestration import get_client
+
+    prefix = lock_name("")
+    with get_client(sync_client=True) as client:
+        limits = client.read_global_concurrency_limits(limit=200)
+    held = sorted(limit.name.removeprefix(prefix) for limit in limits
+                  if limit.name.startswith(prefix) and limit.active_slots > 0)
+    for secret in held:
+        release_lock(secret)
+    return held
 
 
 
