@@ -117,31 +117,81 @@ def _decoded_runs(data: bytes) -> Iterator[bytes]:
         yield binascii.a2b_base64(usable)
 
 
+def _trie_regex(words: Sequence[bytes]) -> re.Pattern[bytes]:
+    """One regular expression for ``words``, shaped as their trie (``ab(?:c|d)``): a search
+    follows the branches of the next byte instead of trying every word at every position,
+    and where one word extends another it matches the longer."""
+    trie: dict[int | None, Any] = {}
+    for word in words:
+        node = trie
+        for byte in word:
+            node = node.setdefault(byte, {})
+        node[None] = {}
+
+    def build(node: dict[int | None, Any]) -> bytes:
+        branches = [re.escape(bytes([byte])) + build(child)
+                    for byte, child in sorted((b, c) for b, c in node.items() if b is not None)]
+        ends = None in node
+        if not branches:
+            return b""
+        if len(branches) == 1 and not ends:
+            return branches[0]
+        group = b"(?:" + b"|".join(branches) + b")"
+        return group + b"?" if ends else group
+
+    try:
+        return re.compile(build(trie))
+    except RecursionError:  # words nested hundreds deep ("aaaaaaaa", "aaaaaaaaa", ...)
+        longest_first = sorted(words, key=len, reverse=True)
+        return re.compile(b"|".join(re.escape(word) for word in longest_first))
+
+
 class Matcher:
     """Every form of every value, searched in text or bytes; also looks inside long base64
-    runs for a value (form ``inside-base64``)."""
+    runs for a value (form ``inside-base64``). All patterns are searched at once (one
+    trie-shaped expression), so a scan's cost barely grows with the number of values."""
 
     def __init__(self, values: Iterable[SecretValue]) -> None:
-        patterns: dict[str, _Pattern] = {}
+        patterns: dict[bytes, _Pattern] = {}
         for value in values:
             fingerprint = value.fingerprint()
             for form, text in _encoded_forms(value.reveal()).items():
-                patterns.setdefault(text, _Pattern(fingerprint, form, text, text.encode()))
+                raw = text.encode()
+                patterns.setdefault(raw, _Pattern(fingerprint, form, text, raw))
         self._patterns = tuple(patterns.values())
+        self._inside: dict[bytes, list[_Pattern]] = {}
+        self._regex = _trie_regex(list(patterns)) if patterns else None
 
     def __bool__(self) -> bool:
         return bool(self._patterns)
+
+    def _present(self, data: bytes) -> list[_Pattern]:
+        """The patterns that occur in ``data``, in the order they were given."""
+        if self._regex is None:
+            return []
+        found: dict[bytes, _Pattern] = {}
+        at = 0
+        while (match := self._regex.search(data, at)) is not None:
+            matched = match.group()
+            # a match is the longest pattern at its place: the patterns inside it are there too
+            if matched not in self._inside:
+                self._inside[matched] = [p for p in self._patterns if p.raw in matched]
+            for pattern in self._inside[matched]:
+                found.setdefault(pattern.raw, pattern)
+            at = match.start() + 1
+        return [p for p in self._patterns if p.raw in found] if len(found) > 1 else list(
+            found.values())
 
     def in_text(self, text: str) -> list[tuple[str, str]]:
         """(fingerprint, form) of every pattern found in ``text``."""
         return self.in_bytes(text.encode(errors="surrogatepass"))
 
     def in_bytes(self, data: bytes) -> list[tuple[str, str]]:
-        hits = [(p.fingerprint, p.form) for p in self._patterns if p.raw in data]
+        hits = [(p.fingerprint, p.form) for p in self._present(data)]
         found = {fingerprint for fingerprint, _ in hits}
         for decoded in _decoded_runs(data):
-            for pattern in self._patterns:
-                if pattern.fingerprint not in found and pattern.raw in decoded:
+            for pattern in self._present(decoded):
+                if pattern.fingerprint not in found:
                     hits.append((pattern.fingerprint, "inside-base64"))
                     found.add(pattern.fingerprint)
         return hits

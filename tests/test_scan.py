@@ -267,6 +267,27 @@ def test_a_key_holding_a_value_is_named_as_key_and_nothing_else_is_echoed() -> N
     assert [f.where for f in report.findings] == ["thing 1/headers.[key]", "thing 1/list[1]"]
 
 
+def test_values_inside_overlapping_and_beside_each_other_are_each_found() -> None:
+    """All values are searched at once: a value that is part of another, values that overlap
+    and values side by side are each reported, in the order they were given, once."""
+    outer = SecretValue("sk-proj-outer-0123456789abcdef")
+    inner = SecretValue("outer-0123456789")  # inside ``outer``
+    tail = SecretValue("abcdef-and-more-text")  # overlaps the end of ``outer``
+    other = SecretValue("an-unrelated-value-42")
+    data = f"x {outer.reveal()}-and-more-text y {other.reveal()}".encode()
+    hits = Matcher([outer, inner, tail, other, new_value()]).in_bytes(data)
+    assert hits == [(v.fingerprint(), "plain") for v in (outer, inner, tail, other)]
+    inside = base64.b64encode(f"pickled {inner.reveal()} result".encode())
+    assert Matcher([inner]).in_bytes(b"data " + inside) == [(inner.fingerprint(),
+                                                              "inside-base64")]
+
+
+def test_values_nested_hundreds_deep_are_still_searched() -> None:
+    values = [SecretValue("a" * n) for n in range(8, 508)]  # each one longer by one
+    hits = Matcher(values).in_bytes(b"x" + b"a" * 20 + b"x")
+    assert [fingerprint for fingerprint, _ in hits] == [v.fingerprint() for v in values[:13]]
+
+
 class MemoryStore:
     """A store held in a dict: enough to show which stages a scan collects."""
 
