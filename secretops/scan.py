@@ -159,6 +159,7 @@ class Matcher:
                 raw = text.encode()
                 patterns.setdefault(raw, _Pattern(fingerprint, form, text, raw))
         self._patterns = tuple(patterns.values())
+        self._order = {raw: i for i, raw in enumerate(patterns)}
         self._inside: dict[bytes, list[_Pattern]] = {}
         self._regex = _trie_regex(list(patterns)) if patterns else None
 
@@ -179,8 +180,7 @@ class Matcher:
             for pattern in self._inside[matched]:
                 found.setdefault(pattern.raw, pattern)
             at = match.start() + 1
-        return [p for p in self._patterns if p.raw in found] if len(found) > 1 else list(
-            found.values())
+        return sorted(found.values(), key=lambda p: self._order[p.raw])
 
     def in_text(self, text: str) -> list[tuple[str, str]]:
         """(fingerprint, form) of every pattern found in ``text``."""

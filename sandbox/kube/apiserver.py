@@ -208,7 +208,7 @@ def _dry_run(params: dict[str, str]) -> bool:
     """``?dryRun=All`` asks for a write that is checked but not stored; ``All`` is the only
     value the API defines."""
     value = params.get("dryRun")
-    if value is None or value == "":
+    if not value:
         return False
     if value != "All":
         raise bad_request(f'Invalid dry run value: "{value}": supported values: "All"')

@@ -69,25 +69,27 @@ def openapi_v3_root() -> dict[str, Any]:
         for g, v in versions}}
 
 
-def openapi_v3(group: str, version: str) -> dict[str, Any] | None:
-    """``/openapi/v3/{api/v1 | apis/GROUP/VERSION}``: the write operations of each kind."""
-    if group_version(group, version) is None:
-        return None
+def _write_operation(verb: str, kind: str, gvk: dict[str, str]) -> dict[str, Any]:
     parameters = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
                   for n in _WRITE_PARAMETERS]
+    return {"operationId": f"{verb}{kind}", "parameters": parameters,
+            "x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk,
+            "responses": {"200": {"description": "OK"}}}
+
+
+def openapi_v3(group: str, version: str) -> dict[str, Any] | None:
+    """``/openapi/v3/{api/v1 | apis/GROUP/VERSION}``: the write operations of each kind."""
+    resources = in_version(group, version)
+    if not resources:
+        return None
     paths: dict[str, Any] = {}
-    for r in in_version(group, version):
+    for r in resources:
         gvk = {"group": group, "version": version, "kind": r.kind}
         scope = "/namespaces/{namespace}" if r.namespaced else ""
         base = f"/{_gv_path(group, version)}{scope}/{r.plural}"
-
-        def operation(verb: str, r: Any = r, gvk: dict[str, str] = gvk) -> dict[str, Any]:
-            return {"operationId": f"{verb}{r.kind}", "parameters": parameters,
-                    "x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk,
-                    "responses": {"200": {"description": "OK"}}}
-
-        paths[base] = {"post": operation("post")}
-        paths[base + "/{name}"] = {"put": operation("put"), "patch": operation("patch")}
+        paths[base] = {"post": _write_operation("post", r.kind, gvk)}
+        paths[base + "/{name}"] = {verb: _write_operation(verb, r.kind, gvk)
+                                   for verb in ("put", "patch")}
     return {"openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
             "paths": paths, "components": {"schemas": {}}}

@@ -255,8 +255,6 @@ class Store:
         """Store ``stored`` as the object's next version and tell the watchers; a dry run
         (``?dryRun=All``) only answers what would have been stored."""
         if dry_run:
-            if kind == "ADDED":
-                stored["metadata"].pop("resourceVersion", None)
             return stored
         self._rv += 1
         stored["metadata"]["resourceVersion"] = str(self._rv)

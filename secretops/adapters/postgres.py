@@ -58,15 +58,21 @@ def scram_verifier(
     return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
 
 
+def _driver_text(exc: psycopg.Error) -> str:
+    """The first line of the driver's message (the server's reason for a failed connection);
+    redact the sentence it goes into."""
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
 def _failure(action: str, role: str, exc: psycopg.Error) -> Exception:
     """Our error for a failed statement: names the action, the role and the server's reason."""
     from secretops.adapters.retry import is_transient
 
+    # a connection that failed or was cut has no diagnostics: its reason is only in the text
     reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else ""
-    if not reason:  # a connection that failed or was cut carries its reason only in the text
-        reason = " ".join(line.strip() for line in str(exc).splitlines())[:200]
     state = exc.sqlstate or type(exc).__name__
-    message = redaction.redact(f"PostgreSQL {action} for role {role} failed ({state}) {reason}")
+    message = redaction.redact(f"PostgreSQL {action} for role {role} failed ({state}) "
+                               f"{reason or _driver_text(exc)}")
     return Retryable(message.strip()) if is_transient(exc) else NotRetryable(message.strip())
 
 
@@ -109,7 +115,7 @@ class PostgresDatabase:
         if self._refused(exc):
             return NotRetryable(f"{head}: {where} refused {login} (authentication failed); "
                                 "check the password that credential holds")
-        reason = redaction.redact((str(exc).splitlines() or [""])[0][:200])
+        reason = redaction.redact(_driver_text(exc))
         return Retryable(f"{head}: could not connect to {where} as {login}: {reason}")
 
     @contextmanager
