@@ -49,40 +49,63 @@ def pick(page: Any, parameter: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def start_custom_run(page: Any, ui: str, deployment_id: Any) -> str:
-    """On the deployment page: Run -> Custom run (``secret`` and ``environment`` have no
-    default, so Quick run cannot start it), choose the secret and environment, submit, and
-    follow the toast to the new run's page. Returns the flow run id. The toast goes away on
-    its own after a few seconds; on a slow machine it may be gone before it can be clicked,
-    and the run is then opened from the deployment's runs, as a person would."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+def created_run(deployment_id: Any, seconds: float) -> str:
+    """The id of the custom run started from the form (not one of the schedules' runs), or ""
+    when none appears within ``seconds``."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployment_id])))
+        started = [r for r in runs if not r.auto_scheduled
+                   and r.parameters.get("secret") == SECRET
+                   and r.parameters.get("environment") == ENVIRONMENT]
+        if started or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return str(max(started, key=lambda r: r.created or r.expected_start_time).id) if started else ""
+
+
+def start_custom_run(page: Any, ui: str, deployment_id: Any, server_log: Path,
+                     shots: Path) -> str:
+    """On the deployment page: Run -> Custom run (``secret`` and ``environment`` have no
+    default, so Quick run cannot start it), choose the secret and environment, submit, and
+    follow the toast to the new run's page. Returns the flow run id.
+
+    As a person would: when the form stays put and no run appears (the server answered with
+    an error toast, or not at all), submit again, up to three times; while a submission is in
+    flight the form is disabled, so a second click waits for it instead of starting a second
+    run. The toast goes away on its own after a few seconds; when it is gone before it can be
+    clicked, the run is opened from the deployment's runs."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run").click()
     pick(page, "secret", SECRET)
     pick(page, "environment", ENVIRONMENT)
-    page.get_by_role("button", name="Submit").click()
-    try:
-        # the toast is drawn twice, one over the other: click the one on top
-        page.get_by_role("button", name="View run").last.click(timeout=10_000)
-        page.wait_for_url("**/runs/flow-run/*")
-        return str(page.url.rsplit("/", 1)[-1])
-    except PlaywrightTimeout:
-        deadline, started = time.monotonic() + 30, []
-        while not started and time.monotonic() < deadline:
-            with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[deployment_id])))
-            started = [r for r in runs if not r.auto_scheduled  # not the schedules' runs
-                       and r.parameters.get("secret") == SECRET
-                       and r.parameters.get("environment") == ENVIRONMENT]
-            time.sleep(0.5)
-        assert started, "the custom run was not created"
-        run_id = str(max(started, key=lambda r: r.created or r.expected_start_time).id)
-        page.goto(f"{ui}/runs/flow-run/{run_id}")
-        return run_id
+    seen: list[str] = []
+    for attempt in range(1, 4):
+        page.get_by_role("button", name="Submit").click(timeout=60_000)
+        try:
+            # the toast is drawn twice, one over the other: click the one on top
+            page.get_by_role("button", name="View run").last.click(timeout=10_000)
+            page.wait_for_url("**/runs/flow-run/*")
+            return str(page.url.rsplit("/", 1)[-1])
+        except PlaywrightTimeout:
+            pass
+        run_id = created_run(deployment_id, seconds=20)
+        if run_id:
+            page.goto(f"{ui}/runs/flow-run/{run_id}")
+            return run_id
+        page.screenshot(path=str(shots / f"submit-{attempt}.png"))
+        seen.append(f"attempt {attempt} at {page.url}: "
+                    + " | ".join(page.locator(".p-toast__card").all_inner_texts())[:300])
+    tail = "\n".join(server_log.read_text(errors="replace").splitlines()[-30:])
+    raise AssertionError("the custom run was not created; what the page showed:\n"
+                         + "\n".join(seen) + f"\nthe Prefect server's log ends:\n{tail}")
 
 
 def current(world: World) -> list[SecretValue]:
@@ -130,7 +153,8 @@ def test_rotate_anthropic_from_the_ui(deployed: Stack, prefect_server: Any,
             page.screenshot(path=str(tmp_path / "1-deployment.png"))
 
             clicked = time.monotonic()
-            run_id = start_custom_run(page, ui, deployment.id)
+            run_id = start_custom_run(page, ui, deployment.id, prefect_server.log_path,
+                                      tmp_path)
             badge = page.locator(".page-heading-flow-run__meta .state-badge")
             expect(badge).to_have_text("Paused", timeout=RUN_TIMEOUT_MS)
             seconds["Run -> Paused"] = time.monotonic() - clicked
