@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from typing import Any
 
 from sandbox.kube import rollout
 from sandbox.kube.errors import ApiError
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.resources import by_key
 from sandbox.kube.store import Change, Store
 
@@ -126,7 +126,7 @@ class Controllers:
                               check_version=False)
 
     def _new_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
-        template = copy.deepcopy(rs["spec"]["template"])
+        template = clone(rs["spec"]["template"])
         meta = template.get("metadata", {})
         return {
             "apiVersion": "v1", "kind": "Pod",
@@ -154,7 +154,7 @@ class Controllers:
             for rs in old_rs:
                 self._scale(rs, 0, deployment)
         elif new_rs is None:
-            template = copy.deepcopy(deployment["spec"]["template"])
+            template = clone(deployment["spec"]["template"])
             new_rs = self._create_rs(deployment, template, template_hash, all_rs, old_rs)
             all_rs.append(new_rs)
             created = True
@@ -176,7 +176,7 @@ class Controllers:
             rollout.REVISION, 0)) for rs in old_rs), default=0)
         template.setdefault("metadata", {}).setdefault("labels", {})[
             "pod-template-hash"] = template_hash
-        selector = copy.deepcopy(deployment["spec"]["selector"])
+        selector = clone(deployment["spec"]["selector"])
         selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
         spec = deployment["spec"]
         surge, _ = rollout.surge_and_unavailable(deployment)

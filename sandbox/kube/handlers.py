@@ -5,7 +5,6 @@ everything is checked and the answer is what would be stored, but nothing is."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import random
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sandbox.kube.errors import ApiError, bad_request, conflict, not_found
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.patch import PatchError, json_patch, merge_patch, strategic_merge
 from sandbox.kube.resources import Resource
 from sandbox.kube.selectors import SelectorError, field_matcher, label_matcher, selector_string
@@ -247,7 +247,7 @@ class ResourceApi:
                     return
                 event = _filtered(change, match, inside)
                 if event is not None:
-                    yield _line(event, present(copy.deepcopy(change.obj), target))
+                    yield _line(event, present(clone(change.obj), target))
         finally:
             self.store.unwatch(watcher)
 

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from sandbox.kube.jsondoc import clone
 
 
 class PatchError(ValueError):
@@ -44,7 +45,7 @@ MERGE_SETS = {"finalizers"}
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -57,12 +58,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def strategic_merge(target: Any, patch: Any) -> Any:
     """Strategic merge patch of ``patch`` into ``target`` (returns a new value)."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$"):
             continue
@@ -80,7 +81,7 @@ def strategic_merge(target: Any, patch: Any) -> Any:
             else:
                 result[key] = merged
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/") and isinstance(value, list):
             field = key.split("/", 1)[1]
@@ -90,8 +91,8 @@ def strategic_merge(target: Any, patch: Any) -> Any:
 
 def _merge_list(target: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [copy.deepcopy(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
-    result = copy.deepcopy(target)
+        return [clone(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
+    result = clone(target)
     for item in patch:
         if not isinstance(item, dict) or merge_key not in item:
             raise PatchError(f"map: {item!r} does not contain declared merge key: {merge_key}")
@@ -104,7 +105,7 @@ def _merge_list(target: list[Any], patch: list[Any], merge_key: str) -> list[Any
             if index is not None:
                 del result[index]
         elif index is None:
-            result.append({k: v for k, v in copy.deepcopy(item).items() if k != "$patch"})
+            result.append({k: v for k, v in clone(item).items() if k != "$patch"})
         else:
             result[index] = strategic_merge(result[index], item)
     return result
@@ -186,20 +187,20 @@ def json_patch(doc: Any, operations: Any) -> Any:
     """RFC 6902 JSON patch; a failed ``test`` raises :class:`PatchError`."""
     if not isinstance(operations, list):
         raise PatchError("json patch must be a list of operations", 400)
-    doc = copy.deepcopy(doc)
+    doc = clone(doc)
     for op in operations:
         kind, path = op.get("op"), op.get("path", "")
         if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op.get("value")))
+            doc = _add(doc, path, clone(op.get("value")))
         elif kind == "remove":
             _remove(doc, path)
         elif kind == "replace":
-            doc = _replace(doc, path, copy.deepcopy(op.get("value")))
+            doc = _replace(doc, path, clone(op.get("value")))
         elif kind == "move":
             value = _remove(doc, op["from"])
             doc = _add(doc, path, value)
         elif kind == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op["from"])))
+            doc = _add(doc, path, clone(_get(doc, op["from"])))
         elif kind == "test":
             if _get(doc, path) != op.get("value"):
                 raise PatchError(f"testing value {path} failed")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ import httpx
 
 from sandbox.kube import backend
 from sandbox.kube.errors import ApiError, bad_request
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.resources import by_key
 from sandbox.kube.store import Change, Store
 from sandbox.kube.timefmt import now, parse, rfc3339, rfc3339_nano
@@ -164,7 +164,7 @@ class Kubelet:
         pod = self.store.get(PODS, running.namespace, running.name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return
-        status = copy.deepcopy(pod.get("status") or {})
+        status = clone(pod.get("status") or {})
         status.update(changes)
         pod["status"] = status
         self.store.update(by_key(PODS), pod, status_only=True, check_version=False)

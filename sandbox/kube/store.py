@@ -9,7 +9,6 @@ event loop the store is bound to.
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import threading
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 
 from sandbox.kube import strategy
 from sandbox.kube.errors import ApiError, already_exists, conflict, invalid, not_found
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.resources import Resource, by_key
 from sandbox.kube.timefmt import rfc3339
 
@@ -94,7 +94,7 @@ class Store:
     def get(self, key: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             obj = self._objects.get(key, {}).get((namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
     def list(self, key: str, namespace: str | None = None,
              where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ class Store:
         filter sees the stored objects, so only the matches are copied."""
         with self._lock:
             items = self._objects.get(key, {})
-            return [copy.deepcopy(o) for (ns, _), o in sorted(items.items())
+            return [clone(o) for (ns, _), o in sorted(items.items())
                     if (namespace is None or ns == namespace) and (where is None or where(o))]
 
     def owned(self, key: str, namespace: str, owner_uid: str) -> list[dict[str, Any]]:
@@ -110,7 +110,7 @@ class Store:
         their ownerReferences, by name."""
         with self._lock:
             items = self._objects.get(key, {})
-            return [copy.deepcopy(items[(ns, name)])
+            return [clone(items[(ns, name)])
                     for k, ns, name in sorted(self._owned.get(owner_uid, ()))
                     if k == key and ns == namespace and (ns, name) in items]
 
@@ -202,7 +202,7 @@ class Store:
 
             same = unversioned(old) == unversioned(stored)
             if same:
-                return copy.deepcopy(old)
+                return clone(old)
             return self._commit("MODIFIED", resource, ns, name, stored, dry_run)
 
     def mark_deleting(self, resource: Resource, namespace: str, name: str,
@@ -213,8 +213,8 @@ class Store:
             if old is None:
                 raise not_found(resource.plural, resource.group, name)
             if old["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(old)
-            stored = copy.deepcopy(old)
+                return clone(old)
+            stored = clone(old)
             stored["metadata"]["deletionTimestamp"] = rfc3339()
             stored["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
             return self._commit("MODIFIED", resource, namespace, name, stored, dry_run)
@@ -228,11 +228,11 @@ class Store:
             if old is None:
                 raise not_found(resource.plural, resource.group, name)
             if dry_run:
-                return copy.deepcopy(old)
+                return clone(old)
             del self._objects[resource.key][(namespace, name)]
             self._index(resource.key, namespace, name, old, add=False)
             self._rv += 1
-            gone = copy.deepcopy(old)
+            gone = clone(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
             self._emit(Change("DELETED", resource.key, namespace, name, self._rv, gone))
             self._collect(old["metadata"]["uid"], namespace if resource.namespaced else name,
@@ -262,8 +262,8 @@ class Store:
         self._index(resource.key, ns, name, objects.get((ns, name)), add=False)
         self._index(resource.key, ns, name, stored, add=True)
         objects[(ns, name)] = stored
-        self._emit(Change(kind, resource.key, ns, name, self._rv, copy.deepcopy(stored)))
-        return copy.deepcopy(stored)
+        self._emit(Change(kind, resource.key, ns, name, self._rv, clone(stored)))
+        return clone(stored)
 
     def _emit(self, change: Change) -> None:
         self._history.append(change)

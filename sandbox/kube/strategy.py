@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from typing import Any
 
 from sandbox.kube.errors import bad_request
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.resources import Resource
 
 _GENERATION = {"deployments.apps", "replicasets.apps"}
@@ -92,9 +92,9 @@ def prepare(
     A write of the main resource keeps the old status; a write of ``/status`` keeps
     everything but the status. ``metadata.generation`` moves when the spec changes.
     """
-    obj = copy.deepcopy(new)
+    obj = clone(new)
     if status_only and old is not None:
-        kept = copy.deepcopy(old)
+        kept = clone(old)
         kept["status"] = obj.get("status", {})
         return kept
     if resource.key == "secrets":
@@ -111,7 +111,7 @@ def prepare(
             status = obj.get("status") if resource.key == "pods" and obj.get("status") else initial
             obj["status"] = status
         else:
-            obj["status"] = copy.deepcopy(old.get("status", initial))
+            obj["status"] = clone(old.get("status", initial))
     if uses_generation(resource):
         meta = obj["metadata"]
         if old is None:

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from sandbox.kube.jsondoc import clone
 from sandbox.kube.patch import json_patch, merge_patch, strategic_merge
 from sandbox.kube.selectors import field_matcher, label_matcher
 from tests.sandbox.kube_fixture import DEV_TOKEN, PROD, STAGING, TOKEN, KubeWorld, kube_world
@@ -355,3 +356,15 @@ def test_patch_functions() -> None:
                                                                     "d": "x"}
     assert field_matcher("metadata.name=a")({"metadata": {"name": "a"}})
     assert not label_matcher("x in (a, b)")({"x": "c"})
+
+
+def test_clone_shares_nothing_mutable() -> None:
+    doc = {"metadata": {"labels": {"a": "1"}}, "items": [{"n": 1}, [2, None, True, 1.5]]}
+    copied = clone(doc)
+    assert copied == doc
+    copied["metadata"]["labels"]["a"] = "2"
+    copied["items"][0]["n"] = 9
+    copied["items"][1].append(3)
+    assert doc == {"metadata": {"labels": {"a": "1"}}, "items": [{"n": 1}, [2, None, True, 1.5]]}
+    odd = {"t": ({"x": 1},)}  # not JSON: still a deep copy
+    assert clone(odd)["t"][0] is not odd["t"][0]
