@@ -3,6 +3,7 @@ per-secret limits, a load generator on the service endpoints, and the scan after
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,3 +95,20 @@ def mint_console_key(world: World, name: str) -> SecretValue:
     value = SecretValue(manager.mint_console_key(world.info, name))
     world.seen.append(value)
     return value
+
+
+def backend_logs(kubectl: Any, namespace: str) -> str:
+    """``kubectl logs -l app=backend --tail -1``: every backend pod's log. kubectl lists the
+    pods, then asks for each one's log; a pod of the old ReplicaSet still terminating when
+    the list is taken can be gone by then (NotFound). Asked again, as a person would."""
+    attempts = 10
+    while True:
+        result = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1",
+                         check=False)
+        attempts -= 1
+        if result.returncode == 0:
+            return str(result.stdout)
+        if "NotFound" not in result.stderr or not attempts:
+            raise AssertionError(f"kubectl logs -n {namespace} -l app=backend failed: "
+                                 f"{result.stderr}")
+        time.sleep(0.5)

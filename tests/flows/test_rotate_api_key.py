@@ -9,7 +9,7 @@ import pytest
 from flows.rotate_api_key import rotate_api_key
 from secretops.models import SecretValue, Stage
 from secretops.staging import stage_key
-from tests.flows.conftest import World, mint_console_key
+from tests.flows.conftest import World, backend_logs, mint_console_key
 
 ENVIRONMENTS = ["development", "staging", "production"]
 
@@ -46,5 +46,5 @@ def test_rotation_end_to_end(world: World, kubectl: Any, secret: str, environmen
     if namespace:
         secret_data = world.wiring.cluster().read_secret(namespace, "api-keys") or {}
         assert secret_data[secret] == new
-        logs = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1").stdout
+        logs = backend_logs(kubectl, namespace)
         assert logs.count("API initialized") >= 3

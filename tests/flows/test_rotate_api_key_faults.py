@@ -37,7 +37,7 @@ from tests.flows.api_key_world import (
     start_in_thread,
     wait_for_state,
 )
-from tests.flows.conftest import World
+from tests.flows.conftest import World, backend_logs
 from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 
 TASK_BOUNDARIES = ["generate_new_key", "check_new_key", "update_secret", "sync_external_secret",
@@ -182,7 +182,7 @@ def test_refused_key_rolls_back_and_app_stays_healthy(world: World, kubectl: Any
     provider = world.wiring.provider(secret)
     assert not provider.check_key(watcher.revoked)
     namespace = world.inventory.namespace(environment)
-    logs = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1").stdout
+    logs = backend_logs(kubectl, namespace)
     assert "API initialized" in logs and "FATAL" not in logs
     runs = sorted(flow_runs_named(f"rotate-{secret}-{environment}"), key=lambda r: r.created)
     run = runs[-1]
