@@ -2,7 +2,7 @@
 
 ``copy.deepcopy`` handles any object graph (cycles, shared parts, custom classes) and pays for
 it: the store copies every object it hands out or keeps, and a plain recursive copy of a
-JSON document is about three times faster."""
+JSON document is about 2.6 times faster."""
 
 from __future__ import annotations
 

@@ -112,8 +112,8 @@ def build_api_client(kubeconfig: str | None, context: str | None) -> Any:
 
     With a token, the client refreshes its configuration before every request (for tokens
     that expire), and setting the host again makes it read the proxy variables of the whole
-    environment again: a fifth of the client's CPU in a fleet rotation. The proxy is settled
-    once here, from the same variables; the token is still refreshed."""
+    environment again. The proxy is settled once here, from the same variables; the token is
+    still refreshed."""
     try:
         load: Any = config.new_client_from_config
         api_client = load(config_file=kubeconfig, context=context, persist_config=False)
