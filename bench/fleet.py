@@ -9,6 +9,7 @@ the Python client; its inventory is generated YAML beside the sandbox's own."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import statistics
 import time
@@ -121,8 +122,8 @@ def rotate(path: str, concurrency: int) -> tuple[float, float, dict[str, int]]:
 
     ensure_concurrency_limits(load_inventory(path))
     began, wall = time.monotonic(), time.time()
-    state = rotate_all(inventory=path, force=True, max_concurrency=concurrency,
-                       return_state=True)
+    state = asyncio.run(rotate_all(inventory=path, force=True, max_concurrency=concurrency,
+                                   return_state=True))
     seconds = time.monotonic() - began
     done = state.timestamp.timestamp() - wall
     if not state.is_completed():

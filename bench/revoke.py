@@ -9,6 +9,7 @@ goes on after the key is refused and is timed separately."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -83,8 +84,8 @@ def _cli(bench: Bench) -> None:
 def _flow(bench: Bench) -> None:
     from flows.respond_to_leak import respond_to_leak
 
-    respond_to_leak(secret="openai", environments=[ENV], drill=True,
-                    inventory=bench.info["inventory"])
+    asyncio.run(respond_to_leak(secret="openai", environments=[ENV], drill=True,
+                                inventory=bench.info["inventory"]))
 
 
 def leak(bench: Bench, command: Callable[[Bench], None]) -> dict[str, float]:

@@ -4,6 +4,7 @@ failed requests, for the OpenAI key and the database password (single and altern
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -18,9 +19,8 @@ ENV = "staging"
 
 
 def _completed_at(state: Any) -> float:
-    """When Prefect recorded the run Completed (epoch seconds): the rotation is done then.
-    The call returns later: Prefect 3.9's flow engine then waits for its heartbeat thread,
-    which sleeps in one-second steps, so up to a second more."""
+    """When Prefect recorded the run Completed (epoch seconds): the rotation is done then;
+    the call returns a little later, once the engine has closed the run."""
     if not state.is_completed():
         raise RuntimeError(f"the flow run did not complete: {state.message}")
     return float(state.timestamp.timestamp())
@@ -29,17 +29,17 @@ def _completed_at(state: Any) -> float:
 def _flow_api_key(bench: Bench) -> float:
     from flows.rotate_api_key import rotate_api_key
 
-    return _completed_at(rotate_api_key(secret="openai", environment=ENV,
-                                        inventory=bench.info["inventory"], return_state=True))
+    return _completed_at(asyncio.run(rotate_api_key(
+        secret="openai", environment=ENV, inventory=bench.info["inventory"], return_state=True)))
 
 
 def _flow_db(strategy: str) -> Callable[[Bench], float]:
     def run(bench: Bench) -> float:
         from flows.rotate_db_password import rotate_db_password
 
-        return _completed_at(rotate_db_password(environment=ENV, strategy=strategy,
-                                                inventory=bench.info["inventory"],
-                                                return_state=True))
+        return _completed_at(asyncio.run(rotate_db_password(environment=ENV, strategy=strategy,
+                                                            inventory=bench.info["inventory"],
+                                                            return_state=True)))
 
     return run
 
@@ -115,7 +115,7 @@ def run(bench: Bench, repeats: int) -> dict[str, Any]:
                 ["secret", "how", "done s", "returned s", "failed requests", "sent",
                  "x by hand (done)", "x by hand (returned)"], rows))
     print("\ndone: the script exits, or Prefect marks the flow run Completed; returned: the "
-          "call returns (Prefect 3.9 then waits up to 1 s for its heartbeat thread).")
+          "call returns.")
     verdict = (f"is undone by External Secrets Operator {eso['undone_after_s']} s after a sync "
                "is forced" if eso["undone_by_eso"] else "survived a forced sync")
     print(f"\nThe runbook's production path: `kubectl edit secret api-keys` in production "

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows.common import ApiKeySecret, inventory_path, publish
+from flows.common import ApiKeySecret, inventory_path, one_prefect_client, publish
 from flows.rotate_api_key import rotate_api_key
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
@@ -50,34 +50,35 @@ def exposed_secrets(inventory: str) -> list[tuple[str, str]]:
 
 
 @flow(name="break-glass", flow_run_name="break-glass-{who}", log_prints=False)
-def break_glass(who: str, why: str, inventory: str | None = None,
+async def break_glass(who: str, why: str, inventory: str | None = None,
                 wait_timeout_seconds: int = 24 * 3600) -> str:
     """Use the emergency credentials with a record, then rotate what they exposed."""
-    path = inventory_path(inventory)
-    inv = inventory_at(path)
-    report = RunReport("Break-glass: emergency access", {"who": who, "why": why})
-    for env in inv.environment_names():
-        report.add(check_emergency_access(env.value, path))
-    answer = pause_flow_run(
-        wait_for_input=AccessRestored.with_initial_data(
-            restored=False,
-            description=(f"### Emergency access in use by **{who}**\n\nWhy: {why}\n\n"
-                         "Tick *restored* once normal access works again: every secret the "
-                         "emergency identity could read is then rotated.")),
-        timeout=wait_timeout_seconds, key=PAUSE_KEY)
-    report.notes.append(f"access restored: {answer.restored}; note: {answer.note or '-'}")
-    if not answer.restored:
-        report.outcome = "aborted: normal access not confirmed; nothing rotated"
-        publish(report, "break-glass")
-        raise BreakGlassAborted("normal access was not confirmed; nothing was rotated")
-    for secret, where in exposed_secrets(path):
-        if inv.secret(secret).kind is SecretKind.postgres_password:
-            rotate_db_password(environment=Environment(where), secret=secret, inventory=path,
-                               reason=f"break-glass by {who}")
-        else:
-            rotate_api_key(secret=ApiKeySecret(secret), environment=Environment(where),
-                           inventory=path, reason=f"break-glass by {who}")
-        report.notes.append(f"rotated {secret} in {where}")
-    report.outcome = "access restored; every secret the emergency identity could read rotated"
-    publish(report, "break-glass")
-    return report.markdown()
+    with one_prefect_client():
+        path = inventory_path(inventory)
+        inv = inventory_at(path)
+        report = RunReport("Break-glass: emergency access", {"who": who, "why": why})
+        for env in inv.environment_names():
+            report.add(check_emergency_access(env.value, path))
+        answer = await apause_flow_run(
+            wait_for_input=AccessRestored.with_initial_data(
+                restored=False,
+                description=(f"### Emergency access in use by **{who}**\n\nWhy: {why}\n\n"
+                             "Tick *restored* once normal access works again: every secret the "
+                             "emergency identity could read is then rotated.")),
+            timeout=wait_timeout_seconds, key=PAUSE_KEY)
+        report.notes.append(f"access restored: {answer.restored}; note: {answer.note or '-'}")
+        if not answer.restored:
+            report.outcome = "aborted: normal access not confirmed; nothing rotated"
+            await publish(report, "break-glass")
+            raise BreakGlassAborted("normal access was not confirmed; nothing was rotated")
+        for secret, where in exposed_secrets(path):
+            if inv.secret(secret).kind is SecretKind.postgres_password:
+                await rotate_db_password(environment=Environment(where), secret=secret,
+                                         inventory=path, reason=f"break-glass by {who}")
+            else:
+                await rotate_api_key(secret=ApiKeySecret(secret), environment=Environment(where),
+                               inventory=path, reason=f"break-glass by {who}")
+            report.notes.append(f"rotated {secret} in {where}")
+        report.outcome = "access restored; every secret the emergency identity could read rotated"
+        await publish(report, "break-glass")
+        return report.markdown()

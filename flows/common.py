@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import SyncClientContext
 
 from secretops.prefect_setup import lock_name
 from secretops.report import RunReport
@@ -17,6 +19,13 @@ class ApiKeySecret(enum.StrEnum):
 
     openai = "openai"
     anthropic = "anthropic"
+
+
+def one_prefect_client() -> AbstractContextManager[SyncClientContext]:
+    """One Prefect API client for the whole run, shared by its steps. The flows are async (so
+    that a run returns as soon as it ends) and their steps are sync tasks: without a client
+    around them each step would open one of its own, about 20 ms apiece."""
+    return SyncClientContext.get_or_create()
 
 
 def inventory_path(explicit: str | None) -> str:
@@ -31,7 +40,8 @@ def secret_lock(secret: str) -> str:
     return lock_name(secret)
 
 
-def publish(report: RunReport, key: str) -> None:
+async def publish(report: RunReport, key: str) -> None:
     """The run's markdown artifact: steps, durations, ids and evidence; never a value."""
     slug = "".join(c if c.isalnum() else "-" for c in key.lower()).strip("-")
-    create_markdown_artifact(markdown=report.markdown(), key=slug, description=report.title)
+    await acreate_markdown_artifact(markdown=report.markdown(), key=slug,
+                                    description=report.title)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
-from flows.common import inventory_path, secret_lock
+from flows.common import inventory_path, one_prefect_client, secret_lock
 from flows.rotate_api_key import PAUSE_KEY, wait_for_person_if_needed
 from secretops import locks
 from secretops.errors import SecretopsError
@@ -112,7 +112,7 @@ def _reported_at(explicit: datetime | None) -> datetime:
 
 
 @flow(name="respond-to-leak", flow_run_name="leak-{secret}", log_prints=False)
-def respond_to_leak(
+async def respond_to_leak(
     secret: LeakedSecret,
     environments: list[Environment] | None = None,
     exposed_since: datetime | None = None,
@@ -129,51 +129,54 @@ def respond_to_leak(
     holds it); see the module doc. ``revoked_before`` is the evidence (ids, fingerprints,
     last use; never a value) of a revocation the CLI did before the run started, at
     ``revoked_before_at``. Returns the post-mortem file's path."""
-    path = inventory_path(inventory)
-    secret_id = LeakedSecret(secret).value
-    envs = [Environment(e).value for e in environments or inventory_at(path).environments_of(
-        secret_id)]
-    reported = _reported_at(reported_at)
-    since = exposed_since or reported
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    window_start = exposed_since or reported - AUDIT_WINDOW_WITHOUT_SINCE
-    pm = PostMortem(secret_id, envs, reported, window_start, reason, drill, str(flow_run.id))
-    if revoked_before and revoked_before_at:
-        took = (revoked_before_at - reported).total_seconds()
-        for env, evidence in revoked_before.items():
-            pm.add(env, StepResult("1. Revoke compromised secret (by the CLI, before the run)",
-                                   reported, took, "ok", tuple(evidence)))
-    revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since) for env in envs})
-    failed = _record(pm, revoked)
-    with locks.hold([secret_lock(secret_id)]):
-        todo = [env for env in envs if needs_rotation(secret_id, env, path, since)]
-        done_before = {postmortem_of(secret_id, env) for env in envs if env not in todo}
-        if not todo and not failed and None not in done_before:
-            message = ("nothing left to do: an earlier response replaced the credential "
-                       f"(post-mortem: {', '.join(sorted(str(p) for p in done_before))})")
-            get_run_logger().info(message)
-            return message
-        failed += _people(secret_id, todo, path, person_timeout_seconds, pm)
-        todo = [env for env in todo if env not in failed]
-        failed += _record(pm, _outcomes({env: rotate_in_environment.submit(secret_id, env, path)
-                                         for env in todo}))
-        _record(pm, _outcomes({env: audit_access_logs.submit(secret_id, env, path,
-                                                             pm.exposed_since) for env in envs}))
-        _record(pm, _outcomes({env: list_readers.submit(secret_id, env, path) for env in envs}))
-        pm.outcome = (f"failed in {', '.join(sorted(set(failed)))}: revocation stands; rerun "
-                      "to finish" if failed else "revoked, replaced and verified everywhere")
-        folder = Path(postmortem_dir) if postmortem_dir else Path(path).parent / "postmortems"
-        written = pm.write(folder)
-        create_markdown_artifact(markdown=pm.markdown(), key=f"postmortem-{secret_id}",
-                                 description=f"Post-mortem draft: leak of {secret_id}")
-        if not failed:
-            record_postmortem(secret_id, envs, str(written))
-    if failed:
-        raise LeakResponseFailed(f"the leak response for {secret_id} failed in "
-                                 f"{', '.join(sorted(set(failed)))}; the leaked credential stays "
-                                 f"revoked. See {written}, fix the cause and rerun.")
-    return str(written)
+    with one_prefect_client():
+        path = inventory_path(inventory)
+        secret_id = LeakedSecret(secret).value
+        envs = [Environment(e).value for e in environments or inventory_at(path).environments_of(
+            secret_id)]
+        reported = _reported_at(reported_at)
+        since = exposed_since or reported
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        window_start = exposed_since or reported - AUDIT_WINDOW_WITHOUT_SINCE
+        pm = PostMortem(secret_id, envs, reported, window_start, reason, drill, str(flow_run.id))
+        if revoked_before and revoked_before_at:
+            took = (revoked_before_at - reported).total_seconds()
+            for env, evidence in revoked_before.items():
+                pm.add(env, StepResult("1. Revoke compromised secret (by the CLI, before the run)",
+                                       reported, took, "ok", tuple(evidence)))
+        revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since)
+                             for env in envs})
+        failed = _record(pm, revoked)
+        with locks.hold([secret_lock(secret_id)]):
+            todo = [env for env in envs if needs_rotation(secret_id, env, path, since)]
+            done_before = {postmortem_of(secret_id, env) for env in envs if env not in todo}
+            if not todo and not failed and None not in done_before:
+                message = ("nothing left to do: an earlier response replaced the credential "
+                           f"(post-mortem: {', '.join(sorted(str(p) for p in done_before))})")
+                get_run_logger().info(message)
+                return message
+            failed += await _people(secret_id, todo, path, person_timeout_seconds, pm)
+            todo = [env for env in todo if env not in failed]
+            failed += _record(pm, _outcomes({env: rotate_in_environment.submit(secret_id, env, path)
+                                             for env in todo}))
+            _record(pm, _outcomes({env: audit_access_logs.submit(secret_id, env, path,
+                                                                 pm.exposed_since)
+                                   for env in envs}))
+            _record(pm, _outcomes({env: list_readers.submit(secret_id, env, path) for env in envs}))
+            pm.outcome = (f"failed in {', '.join(sorted(set(failed)))}: revocation stands; rerun "
+                          "to finish" if failed else "revoked, replaced and verified everywhere")
+            folder = Path(postmortem_dir) if postmortem_dir else Path(path).parent / "postmortems"
+            written = pm.write(folder)
+            await acreate_markdown_artifact(markdown=pm.markdown(), key=f"postmortem-{secret_id}",
+                                            description=f"Post-mortem draft: leak of {secret_id}")
+            if not failed:
+                record_postmortem(secret_id, envs, str(written))
+        if failed:
+            raise LeakResponseFailed(f"the leak response for {secret_id} failed in "
+                                     f"{', '.join(sorted(set(failed)))}; the leaked credential "
+                                     f"stays revoked. See {written}, fix the cause and rerun.")
+        return str(written)
 
 
 def _record(pm: PostMortem, outcomes: Mapping[str, Any]) -> list[str]:
@@ -191,7 +194,7 @@ def _record(pm: PostMortem, outcomes: Mapping[str, Any]) -> list[str]:
     return failed
 
 
-def _people(secret: str, environments: list[str], inventory: str, timeout: int,
+async def _people(secret: str, environments: list[str], inventory: str, timeout: int,
             pm: PostMortem) -> list[str]:
     """A key only a person can create (Anthropic): one pause form per environment that has
     none staged yet (the CLI answers it from a hidden prompt). Returns where nobody did."""
@@ -200,7 +203,7 @@ def _people(secret: str, environments: list[str], inventory: str, timeout: int,
     missing = []
     for environment in environments:
         report = RunReport(f"new {secret} key for {environment}")
-        if not wait_for_person_if_needed(secret, environment, inventory, timeout, report,
+        if not await wait_for_person_if_needed(secret, environment, inventory, timeout, report,
                                          pause_key=f"{PAUSE_KEY}-{environment}"):
             pm.steps += [TimedStep(environment, step) for step in report.steps]
             missing.append(environment)

@@ -18,6 +18,7 @@ waiting for a person unless a key is already staged.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import inventory_path, publish
+from flows.common import inventory_path, one_prefect_client, publish
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
@@ -92,7 +93,7 @@ def _groups(task: Task[[str, list[Due], str], list[Outcome]], due: list[Due], in
 
 
 @flow(name="rotate-all", flow_run_name="rotate-all", log_prints=False)
-def rotate_all(
+async def rotate_all(
     environments: list[Environment] | None = None,
     max_concurrency: int = 8,
     force: bool = False,
@@ -102,34 +103,35 @@ def rotate_all(
     """Rotate every secret that is due in ``environments`` (all when empty), at most
     ``max_concurrency`` consumer groups at a time; ``force`` rotates everything; see the
     module doc."""
-    if max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
-    path = inventory_path(inventory)
-    wanted = [Environment(e).value for e in environments or list(Environment)]
-    found = find_due_rotations(path, wanted, force)
-    due = [d for d in found if d.due]
-    report = RunReport("Rotate every secret that is due",
-                       {"environments": ", ".join(wanted), "due": f"{len(due)} of {len(found)}",
-                        "max concurrency": str(max_concurrency)})
-    outcomes: list[Outcome] = []
-    if not dry_run:
-        keys = [d for d in due if SecretKind(d.kind) in API_KEY_KINDS]
-        logins = [d for d in due if SecretKind(d.kind) not in API_KEY_KINDS]
-        outcomes = _run_all(_groups(rotate_keys, keys, path), path, max_concurrency)
-        outcomes += _run_all(_groups(rotate_logins, logins, path), path, max_concurrency)
-    failed = [o for o in outcomes if o.status == "failed"]
-    waiting = [o for o in outcomes if o.status == "needs a person"]
-    report.outcome = ("dry run: nothing changed" if dry_run else
-                      f"{len(outcomes) - len(failed) - len(waiting)} rotated, {len(failed)} "
-                      f"failed and rolled back, {len(waiting)} waiting for a person")
-    report.notes += due_table(found, outcomes)
-    publish(report, "rotate-all-plan" if dry_run else "rotate-all")
-    markdown = report.markdown()
-    if failed:
-        return Failed(message=f"{len(failed)} of {len(outcomes)} rotations did not complete "
-                              "(each was rolled back); see the rotate-all report",
-                      data=FleetRotationFailed(report.outcome))
-    return Completed(message=report.outcome, data=markdown)
+    with one_prefect_client():
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        path = inventory_path(inventory)
+        wanted = [Environment(e).value for e in environments or list(Environment)]
+        found = find_due_rotations(path, wanted, force)
+        due = [d for d in found if d.due]
+        report = RunReport("Rotate every secret that is due",
+                           {"environments": ", ".join(wanted), "due": f"{len(due)} of {len(found)}",
+                            "max concurrency": str(max_concurrency)})
+        outcomes: list[Outcome] = []
+        if not dry_run:
+            keys = [d for d in due if SecretKind(d.kind) in API_KEY_KINDS]
+            logins = [d for d in due if SecretKind(d.kind) not in API_KEY_KINDS]
+            outcomes = _run_all(_groups(rotate_keys, keys, path), path, max_concurrency)
+            outcomes += _run_all(_groups(rotate_logins, logins, path), path, max_concurrency)
+        failed = [o for o in outcomes if o.status == "failed"]
+        waiting = [o for o in outcomes if o.status == "needs a person"]
+        report.outcome = ("dry run: nothing changed" if dry_run else
+                          f"{len(outcomes) - len(failed) - len(waiting)} rotated, {len(failed)} "
+                          f"failed and rolled back, {len(waiting)} waiting for a person")
+        report.notes += due_table(found, outcomes)
+        await publish(report, "rotate-all-plan" if dry_run else "rotate-all")
+        markdown = report.markdown()
+        if failed:
+            return Failed(message=f"{len(failed)} of {len(outcomes)} rotations did not complete "
+                                  "(each was rolled back); see the rotate-all report",
+                          data=FleetRotationFailed(report.outcome))
+        return Completed(message=report.outcome, data=markdown)
 
 
 @task(name="rotate_logins", task_run_name="Rotate {label}", persist_result=False,
@@ -149,8 +151,8 @@ def rotate_logins(label: str, due: list[Due], inventory: str) -> list[Outcome]:
                                         "not attempted: it failed in an earlier environment"))
                 continue
             try:
-                rotate_db_password(environment=Environment(environment), secret=d.secret,
-                                   inventory=inventory)
+                asyncio.run(rotate_db_password(environment=Environment(environment),
+                                               secret=d.secret, inventory=inventory))
             except Exception as exc:
                 failed.add(d.secret)
                 outcomes.append(Outcome(d.secret, environment, "failed",

@@ -16,15 +16,15 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
-from prefect.input.actions import delete_flow_run_input
+from prefect.input.actions import adelete_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
-from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
+from flows.common import ApiKeySecret, inventory_path, one_prefect_client, publish, secret_lock
 from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretValue, Stage
@@ -62,7 +62,7 @@ class NewKey(RunInput):
 
 
 @flow(name="rotate-api-key", flow_run_name="rotate-{secret}-{environment}", log_prints=False)
-def rotate_api_key(
+async def rotate_api_key(
     secret: ApiKeySecret,
     environment: Environment,
     reason: str = "scheduled rotation",
@@ -71,51 +71,53 @@ def rotate_api_key(
     person_timeout_seconds: int = 3600,
 ) -> str | State[str]:
     """Rotate an API key in one environment, following the runbook; see the module doc."""
-    path = inventory_path(inventory)
-    secret_id, env = ApiKeySecret(secret).value, Environment(environment).value
-    report = RunReport(f"Rotate API key {secret_id} in {env}",
-                       {"secret": secret_id, "environment": env, "reason": reason})
-    if dry_run:
-        report.add(plan_rotation(secret_id, env, path, STEPS))
-        report.outcome = "dry run: nothing changed"
-        publish(report, f"rotate-{secret_id}-{env}-plan")
+    with one_prefect_client():
+        path = inventory_path(inventory)
+        secret_id, env = ApiKeySecret(secret).value, Environment(environment).value
+        report = RunReport(f"Rotate API key {secret_id} in {env}",
+                           {"secret": secret_id, "environment": env, "reason": reason})
+        if dry_run:
+            report.add(plan_rotation(secret_id, env, path, STEPS))
+            report.outcome = "dry run: nothing changed"
+            await publish(report, f"rotate-{secret_id}-{env}-plan")
+            return report.markdown()
+        with locks.hold([secret_lock(secret_id)]):
+            if not await wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds,
+                                                   report):
+                report.outcome = "cancelled: no key was provided in time; nothing changed"
+                await publish(report, f"rotate-{secret_id}-{env}")
+                return Cancelled(message=report.outcome)
+            report.add(generate_new_key(secret_id, env, path))
+            try:
+                report.add(check_new_key(secret_id, env, path))
+            except SecretopsError as exc:
+                report.failed("Check the new key at the provider", exc)
+                report.add(revoke_new_key(secret_id, env, path))
+                report.outcome = "failed: the new key was refused; nothing changed"
+                await publish(report, f"rotate-{secret_id}-{env}")
+                raise RotationFailed(
+                    f"{exc}; nothing was changed. Create a new key and rerun."
+                ) from None
+            try:
+                report.add(update_secret(secret_id, env, path))
+                report.add(sync_external_secret(secret_id, env, path))
+                restart = report.add(restart_pods(secret_id, env, path))
+                report.add(verify_logs(secret_id, env, path, since=restart.started_at))
+                report.add(verify_new_key(secret_id, env, path))
+            except Exception as exc:
+                report.failed("verification", exc)
+                roll_back(secret_id, env, path, report)
+                report.outcome = "failed and rolled back: the previous key is current again"
+                await publish(report, f"rotate-{secret_id}-{env}")
+                raise RotationFailed(
+                    f"rotating {secret_id} in {env} failed ({exc}); the previous key was restored, "
+                    "the application is healthy and the new key was revoked. See the run's report, "
+                    "fix the cause and rerun."
+                ) from None
+            report.add(revoke_old_key(secret_id, env, path))
+        report.outcome = "rotated: the new key is current and verified, the old key is revoked"
+        await publish(report, f"rotate-{secret_id}-{env}")
         return report.markdown()
-    with locks.hold([secret_lock(secret_id)]):
-        if not wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds, report):
-            report.outcome = "cancelled: no key was provided in time; nothing changed"
-            publish(report, f"rotate-{secret_id}-{env}")
-            return Cancelled(message=report.outcome)
-        report.add(generate_new_key(secret_id, env, path))
-        try:
-            report.add(check_new_key(secret_id, env, path))
-        except SecretopsError as exc:
-            report.failed("Check the new key at the provider", exc)
-            report.add(revoke_new_key(secret_id, env, path))
-            report.outcome = "failed: the new key was refused; nothing changed"
-            publish(report, f"rotate-{secret_id}-{env}")
-            raise RotationFailed(
-                f"{exc}; nothing was changed. Create a new key and rerun."
-            ) from None
-        try:
-            report.add(update_secret(secret_id, env, path))
-            report.add(sync_external_secret(secret_id, env, path))
-            restart = report.add(restart_pods(secret_id, env, path))
-            report.add(verify_logs(secret_id, env, path, since=restart.started_at))
-            report.add(verify_new_key(secret_id, env, path))
-        except Exception as exc:
-            report.failed("verification", exc)
-            roll_back(secret_id, env, path, report)
-            report.outcome = "failed and rolled back: the previous key is current again"
-            publish(report, f"rotate-{secret_id}-{env}")
-            raise RotationFailed(
-                f"rotating {secret_id} in {env} failed ({exc}); the previous key was restored, "
-                "the application is healthy and the new key was revoked. See the run's report, "
-                "fix the cause and rerun."
-            ) from None
-        report.add(revoke_old_key(secret_id, env, path))
-    report.outcome = "rotated: the new key is current and verified, the old key is revoked"
-    publish(report, f"rotate-{secret_id}-{env}")
-    return report.markdown()
 
 
 def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
@@ -127,7 +129,7 @@ def roll_back(secret: str, environment: str, inventory: str, report: RunReport) 
     report.add(revoke_new_key(secret, environment, inventory))
 
 
-def wait_for_person_if_needed(
+async def wait_for_person_if_needed(
     secret: str, environment: str, inventory: str, timeout: int, report: RunReport,
     pause_key: str = PAUSE_KEY,
 ) -> bool:
@@ -144,7 +146,7 @@ def wait_for_person_if_needed(
     logger = get_run_logger()
     logger.info("waiting up to %s s for a person to provide the new %s key", timeout, secret)
     try:
-        answer = pause_flow_run(
+        answer = await apause_flow_run(
             wait_for_input=NewKey.with_initial_data(
                 description=person.markdown(secret, environment)
             ),
@@ -155,7 +157,7 @@ def wait_for_person_if_needed(
         leave_pause("no key was provided in time")
         return False
     value = SecretValue(answer.key.get_secret_value())
-    delete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
+    await adelete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
     check_shape(value, person.key_prefix)
     stage_key(stores, value)
     logger.info("the key from the form is staged as pending (%s)", value.fingerprint())

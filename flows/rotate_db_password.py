@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import inventory_path, publish, secret_lock
+from flows.common import inventory_path, one_prefect_client, publish, secret_lock
 from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import DbStrategy, Environment
@@ -46,7 +46,7 @@ class RotationFailed(SecretopsError):
 
 @flow(name="rotate-db-password", flow_run_name="rotate-db-password-{environment}",
       log_prints=False)
-def rotate_db_password(
+async def rotate_db_password(
     environment: Environment,
     strategy: DbStrategy | None = None,
     terminate_old_sessions: bool = False,
@@ -56,52 +56,54 @@ def rotate_db_password(
     inventory: str | None = None,
 ) -> str:
     """Rotate the PostgreSQL password in one environment; see the module doc."""
-    path = inventory_path(inventory)
-    env = Environment(environment).value
-    inv = inventory_at(path)
-    chosen = inv.check_strategy(
-        secret, env, DbStrategy(strategy) if strategy else inv.strategy_for(secret, env)
-    )
-    report = RunReport(f"Rotate database password in {env}",
-                       {"secret": secret, "environment": env, "strategy": chosen.value,
-                        "reason": reason})
-    if dry_run:
-        report.add(plan_rotation(secret, env, path, STEPS))
-        report.outcome = "dry run: nothing changed"
-        publish(report, f"rotate-{secret}-{env}-plan")
+    with one_prefect_client():
+        path = inventory_path(inventory)
+        env = Environment(environment).value
+        inv = inventory_at(path)
+        chosen = inv.check_strategy(
+            secret, env, DbStrategy(strategy) if strategy else inv.strategy_for(secret, env)
+        )
+        report = RunReport(f"Rotate database password in {env}",
+                           {"secret": secret, "environment": env, "strategy": chosen.value,
+                            "reason": reason})
+        if dry_run:
+            report.add(plan_rotation(secret, env, path, STEPS))
+            report.outcome = "dry run: nothing changed"
+            await publish(report, f"rotate-{secret}-{env}-plan")
+            return report.markdown()
+        with locks.hold([secret_lock(secret)]):
+            report.add(create_new_password(secret, env, path, chosen.value))
+            try:
+                updated = report.add(update_in_database(secret, env, path))
+                report.add(update_secret(secret, env, path))
+                report.add(sync_external_secret(secret, env, path))
+                restart = report.add(restart_pods(secret, env, path))
+                report.add(verify_logs(secret, env, path, since=restart.started_at))
+                report.add(verify_new_login(secret, env, path))
+            except Exception as exc:
+                report.failed("verification", exc)
+                roll_back(secret, env, path, report)
+                report.outcome = ("failed and rolled back: the previous credentials are current "
+                                  "again")
+                await publish(report, f"rotate-{secret}-{env}")
+                raise RotationFailed(
+                    f"rotating {secret} in {env} failed ({exc}); the previous credentials were "
+                    "restored and the application is healthy. See the run's report, fix the cause "
+                    "and rerun."
+                ) from None
+            password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
+            if chosen is DbStrategy.single:
+                window = restart.started_at + timedelta(seconds=restart.seconds) - password_set_at
+                report.notes.append(
+                    "single-user strategy: new connections made with the old password were "
+                    f"refused for {window.total_seconds():.1f} s (password change to end of "
+                    "restart); requests that needed one failed"
+                )
+            report.add(invalidate_old_password(secret, env, path, terminate_old_sessions,
+                                               password_set_at))
+        report.outcome = "rotated: the new credentials are current and verified, the old refused"
+        await publish(report, f"rotate-{secret}-{env}")
         return report.markdown()
-    with locks.hold([secret_lock(secret)]):
-        report.add(create_new_password(secret, env, path, chosen.value))
-        try:
-            updated = report.add(update_in_database(secret, env, path))
-            report.add(update_secret(secret, env, path))
-            report.add(sync_external_secret(secret, env, path))
-            restart = report.add(restart_pods(secret, env, path))
-            report.add(verify_logs(secret, env, path, since=restart.started_at))
-            report.add(verify_new_login(secret, env, path))
-        except Exception as exc:
-            report.failed("verification", exc)
-            roll_back(secret, env, path, report)
-            report.outcome = "failed and rolled back: the previous credentials are current again"
-            publish(report, f"rotate-{secret}-{env}")
-            raise RotationFailed(
-                f"rotating {secret} in {env} failed ({exc}); the previous credentials were "
-                "restored and the application is healthy. See the run's report, fix the cause "
-                "and rerun."
-            ) from None
-        password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
-        if chosen is DbStrategy.single:
-            window = restart.started_at + timedelta(seconds=restart.seconds) - password_set_at
-            report.notes.append(
-                f"single-user strategy: new connections made with the old password were refused "
-                f"for {window.total_seconds():.1f} s (password change to end of restart); "
-                "requests that needed one failed"
-            )
-        report.add(invalidate_old_password(secret, env, path, terminate_old_sessions,
-                                           password_set_at))
-    report.outcome = "rotated: the new credentials are current and verified, the old refused"
-    publish(report, f"rotate-{secret}-{env}")
-    return report.markdown()
 
 
 def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:

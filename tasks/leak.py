@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import SyncClientContext
 from prefect.variables import Variable
 
 from secretops.errors import NotRetryable, SecretopsError
@@ -37,7 +38,11 @@ from tasks.stores import update_secret
 
 
 def read_record(secret: str, environment: str) -> Record | None:
-    record = Variable.get(record_name(secret, environment), default=None)
+    """An environment's record. Read through the run's sync client, not ``Variable.get``:
+    this runs in the async flow's body too, where ``Variable.get`` would return a coroutine."""
+    with SyncClientContext.get_or_create() as context:
+        variable = context.client.read_variable_by_name(record_name(secret, environment))
+    record = variable.value if variable is not None else None
     return record if isinstance(record, dict) else None
 
 

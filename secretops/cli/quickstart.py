@@ -3,6 +3,7 @@ procedure against the sandbox, prove nothing leaked, and say where to look."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -81,7 +82,7 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
     for name, call in plan:
         begun = time.monotonic()
         try:
-            report = str(call())
+            report = str(asyncio.run(call()))
             outcome = next((line.split("**outcome**: ", 1)[1] for line in report.splitlines()
                             if "**outcome**" in line), "done")
         except Exception as exc:

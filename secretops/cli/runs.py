@@ -5,6 +5,7 @@ as it starts and ends; the run's report is printed at the end."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from datetime import datetime
@@ -41,8 +42,8 @@ def rotate_api_key(args: argparse.Namespace) -> int:
     path = _prepare(args.inventory)
     if not args.dry_run:
         _ask_for_key_if_needed(args.secret, args.env, path)
-    result = flow(secret=args.secret, environment=args.env, reason=args.reason,
-                  dry_run=args.dry_run, inventory=path)
+    result = asyncio.run(flow(secret=args.secret, environment=args.env, reason=args.reason,
+                              dry_run=args.dry_run, inventory=path))
     return _finish(result)
 
 
@@ -50,9 +51,10 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     from flows.rotate_db_password import rotate_db_password as flow
 
     path = _prepare(args.inventory)
-    result = flow(environment=args.env, strategy=args.strategy,
-                  terminate_old_sessions=args.terminate_old_sessions, reason=args.reason,
-                  dry_run=args.dry_run, secret=args.secret, inventory=path)
+    result = asyncio.run(flow(environment=args.env, strategy=args.strategy,
+                              terminate_old_sessions=args.terminate_old_sessions,
+                              reason=args.reason, dry_run=args.dry_run, secret=args.secret,
+                              inventory=path))
     return _finish(result)
 
 
@@ -72,10 +74,11 @@ def leak(args: argparse.Namespace) -> int:
 
     path = _prepare(args.inventory)
     _ask_for_leak_keys(args.secret, args.env, path, revoked)
-    result = flow(secret=args.secret, environments=None if args.all_envs else args.env,
-                  exposed_since=since, reason=args.reason, drill=args.drill,
-                  reported_at=reported_at, postmortem_dir=args.postmortem_dir, inventory=path,
-                  revoked_before=revoked, revoked_before_at=revoked_at if revoked else None)
+    result = asyncio.run(flow(
+        secret=args.secret, environments=None if args.all_envs else args.env,
+        exposed_since=since, reason=args.reason, drill=args.drill, reported_at=reported_at,
+        postmortem_dir=args.postmortem_dir, inventory=path, revoked_before=revoked,
+        revoked_before_at=revoked_at if revoked else None))
     return _finish(result)
 
 
@@ -132,10 +135,16 @@ def _revoke_first(secret: str, environments: list[str] | None, inventory: str,
 
 
 def audit(args: argparse.Namespace) -> int:
+    from prefect.client.schemas.objects import State
+
     from flows.audit_access import audit_access as flow
 
     path = _prepare(args.inventory)
-    state = flow(inventory=path, return_state=True)
+
+    async def run() -> State[str]:
+        return await flow(inventory=path, return_state=True)
+
+    state = asyncio.run(run())
     print(state.message or state.name, flush=True)
     return 0 if state.is_completed() else 1
 
@@ -144,7 +153,7 @@ def break_glass(args: argparse.Namespace) -> int:
     from flows.break_glass import break_glass as flow
 
     path = _prepare(args.inventory)
-    return _finish(flow(who=args.who, why=args.why, inventory=path))
+    return _finish(asyncio.run(flow(who=args.who, why=args.why, inventory=path)))
 
 
 def _ask_for_leak_keys(secret: str, environments: list[str] | None, inventory: str,

@@ -13,6 +13,7 @@ an inventory path that does not exist, still run the flow)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(world: World, before: dict[
     knobs = ({case["fault"]: {"error_rate": 1.0, "codes": [case["code"]]}}
              if category == "provider_answers" else {})
     with faults(world, **knobs), pytest.raises(Exception) as failure:
-        flow(**params)
+        asyncio.run(flow(**params))
     said = f"{type(failure.value).__name__}: {failure.value}"
     assert re.search(expect, said, re.DOTALL), said
     assert len(said) < 4000 and "Traceback" not in str(failure.value)

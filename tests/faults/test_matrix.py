@@ -11,6 +11,7 @@ points are covered in ``tests/flows/test_rotate_api_key_faults.py``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def test_db_rotation_killed_at_step_then_rerun_converges(world: World, environme
     remember_db(world, environment)
     mark_crashed_and_unlock(run_id, DB)
 
-    rotate_db_password(environment=environment, inventory=world.path)
+    asyncio.run(rotate_db_password(environment=environment, inventory=world.path))
 
     remember_db(world, environment)
     assert assert_db_converged(world, environment, old).secret != old.secret
@@ -137,11 +138,11 @@ def test_provider_error_rate(world: World, load: Any, rate: float) -> None:
     world.seen.append(old)
     knobs = {"error_rate": rate, "codes": [429, 500, 503], "retry_after_ms": 50}
     with load(environment) as result, faults(world, openai=knobs):
-        rotated = rotate_or_roll_back(world, lambda: rotate_api_key(
-            secret=secret, environment=environment, inventory=world.path))
+        rotated = rotate_or_roll_back(world, lambda: asyncio.run(rotate_api_key(
+                        secret=secret, environment=environment, inventory=world.path)))
     remember_all(world, secret, environment)
     if not rotated:
-        rotate_api_key(secret=secret, environment=environment, inventory=world.path)
+        asyncio.run(rotate_api_key(secret=secret, environment=environment, inventory=world.path))
         remember_all(world, secret, environment)
     assert assert_converged(world, secret, environment) != old
     assert not world.wiring.provider(secret).check_key(old)
@@ -184,8 +185,8 @@ def test_provider_down_mid_rotation(world: World) -> None:
     try:
         with faults(world):
             began = time.monotonic()
-            rotated = rotate_or_roll_back(world, lambda: rotate_api_key(
-                secret=secret, environment=environment, inventory=world.path))
+            rotated = rotate_or_roll_back(world, lambda: asyncio.run(rotate_api_key(
+                            secret=secret, environment=environment, inventory=world.path)))
             remember_all(world, secret, environment)
             assert watcher.fired.is_set()
             time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - began)))
@@ -193,7 +194,7 @@ def test_provider_down_mid_rotation(world: World) -> None:
         watcher.stop.set()
         watcher.join(5)
     if not rotated:
-        rotate_api_key(secret=secret, environment=environment, inventory=world.path)
+        asyncio.run(rotate_api_key(secret=secret, environment=environment, inventory=world.path))
     remember_all(world, secret, environment)
     assert assert_converged(world, secret, environment) != old
     assert not world.wiring.provider(secret).check_key(old)
@@ -220,15 +221,15 @@ def test_postgres_restarted_mid_rotation(world: World) -> None:
                            lambda: restart_postgres(world))
     watcher.start()
     try:
-        rotated = rotate_or_roll_back(world, lambda: rotate_db_password(
-            environment=environment, inventory=world.path))
+        rotated = rotate_or_roll_back(world, lambda: asyncio.run(rotate_db_password(
+                        environment=environment, inventory=world.path)))
     finally:
         watcher.stop.set()
         watcher.join(60)
     remember_db(world, environment)
     assert watcher.fired.is_set()
     if not rotated:
-        rotate_db_password(environment=environment, inventory=world.path)
+        asyncio.run(rotate_db_password(environment=environment, inventory=world.path))
         remember_db(world, environment)
     assert assert_db_converged(world, environment, old).secret != old.secret
 
@@ -244,8 +245,9 @@ def test_api_server_409_storm(world: World, secret: str) -> None:
 
     def rotate() -> Any:
         if is_db:
-            return rotate_db_password(environment=environment, inventory=world.path)
-        return rotate_api_key(secret=secret, environment=environment, inventory=world.path)
+            return asyncio.run(rotate_db_password(environment=environment, inventory=world.path))
+        return asyncio.run(rotate_api_key(secret=secret, environment=environment,
+                                          inventory=world.path))
 
     with faults(world, kubernetes={"conflict_rate": 0.5}):
         rotated = rotate_or_roll_back(world, rotate)

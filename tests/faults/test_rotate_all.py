@@ -6,6 +6,7 @@ while the rest of the run goes on."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,8 @@ def backend_revision(world: World) -> int:
 
 
 def run(world: World, **params: Any) -> Any:
-    state = rotate_all(environments=[ENV], inventory=world.path, return_state=True, **params)
+    state = asyncio.run(rotate_all(environments=[ENV], inventory=world.path, return_state=True,
+                                   **params))
     assert state.is_completed(), state.message
     return state
 
@@ -100,8 +102,8 @@ def test_rotate_all_rolls_back_a_key_refused_after_the_restart(world: World) -> 
     watcher = RevokeWhenPromoted(world, "openai", ENV, old)
     watcher.start()
     try:
-        state = rotate_all(environments=[ENV], inventory=world.path, return_state=True,
-                           force=True)
+        state = asyncio.run(rotate_all(environments=[ENV], inventory=world.path, return_state=True,
+                                       force=True))
     finally:
         watcher.stop.set()
         watcher.join(10)

@@ -3,6 +3,7 @@ keys, the cluster, the service), the sandbox's fault knobs, runs in a thread, th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import os
@@ -102,8 +103,8 @@ def rotate(world: World, secret: str, environment: str, **kwargs: Any) -> Any:
     """Run the flow in this process, staging a console key first for Anthropic."""
     if secret == "anthropic":
         stage_key(world.wiring.stores(secret, environment), mint_console_key(world, environment))
-    return rotate_api_key(secret=secret, environment=environment, inventory=world.path,
-                          **kwargs)
+    return asyncio.run(rotate_api_key(secret=secret, environment=environment, inventory=world.path,
+                                      **kwargs))
 
 
 @contextlib.contextmanager
@@ -137,7 +138,7 @@ def start_in_thread(**params: Any) -> tuple[threading.Thread, list[Any]]:
 
     def target() -> None:
         try:
-            outcome.append(rotate_api_key(**params))
+            outcome.append(asyncio.run(rotate_api_key(**params)))
         except BaseException as exc:
             outcome.append(exc)
 

@@ -23,6 +23,7 @@ is changed in the process that runs the tests.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import importlib
 import json
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{task_module or module_name} has no task named {task_name!r}")
         kill_after_task(task)
     try:
-        getattr(module, flow_name)(**params)
+        asyncio.run(getattr(module, flow_name)(**params))
     except Exception as exc:
         print(f"the flow failed before the kill point: {type(exc).__name__}", flush=True)
         return 2

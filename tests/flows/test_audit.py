@@ -3,6 +3,7 @@ shows in the table artifact; without it the run passes. Also through the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ def latest_table() -> str:
 @pytest.mark.usefixtures("clean_prefect")
 def test_planted_binding_breaks_the_policy(world: World) -> None:
     with pytest.raises(PolicyBroken) as raised:
-        audit_access(inventory=world.path)
+        asyncio.run(audit_access(inventory=world.path))
     message = str(raised.value)
     assert f"production: Group developers via {PLANTED}" in message
     assert "staging:" not in message  # the dev team may read staging's secrets
@@ -53,7 +54,7 @@ def test_policy_respected_without_the_binding(world: World, kubectl: Any,
     saved.write_text(json.dumps(binding))
     kubectl("delete", "rolebinding", "developers-read-secrets", "-n", "intelliprompt")
     try:
-        message = audit_access(inventory=world.path)
+        message = asyncio.run(audit_access(inventory=world.path))
     finally:
         kubectl("create", "--validate=false", "-f", str(saved))  # the sandbox has no OpenAPI
     assert "policy respected" in message

@@ -4,6 +4,7 @@ emergency identity could read is rotated and the old credentials are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import time
@@ -61,7 +62,7 @@ def test_break_glass_rotates_what_the_emergency_identity_could_read(
     person = answer_form_when_paused("break-glass-alice",
                                      {"restored": True, "note": "SSO is back"})
 
-    report = break_glass(who="alice", why="SSO outage", inventory=world.path)
+    report = asyncio.run(break_glass(who="alice", why="SSO outage", inventory=world.path))
 
     person.join(5)
     assert "emergency identity lists" in report and "api-keys" in report

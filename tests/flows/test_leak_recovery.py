@@ -4,6 +4,7 @@ and rerun finishes the job and never undoes the revocation; the event
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -69,7 +70,7 @@ def test_killed_then_rerun_finishes_the_job(world: World, kubectl: Any, tmp_path
                if not works(world, secret, env, credential)]
     assert refused == list(old) or (after == "revoke_leaked" and refused), refused
     mark_crashed_and_unlock(flow_run_id, secret)
-    written = respond_to_leak(**params)  # the rerun, with the same report
+    written = asyncio.run(respond_to_leak(**params))  # the rerun, with the same report
 
     FIGURES[f"kill after {after} ({secret})"] = (
         f"killed run {killed_at - began:.1f} s, rerun {time.monotonic() - killed_at:.1f} s")

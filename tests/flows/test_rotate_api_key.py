@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def test_rotation_end_to_end(world: World, kubectl: Any, secret: str, environmen
     if secret == "anthropic":
         stage_key(stores, mint_console_key(world, f"secretops-test-{environment}"))
 
-    rotate_api_key(secret=secret, environment=environment, inventory=world.path)
+    asyncio.run(rotate_api_key(secret=secret, environment=environment, inventory=world.path))
 
     new_values = current(world, secret, environment)
     new = new_values[0]

@@ -8,6 +8,7 @@ service) and, through ``clean_prefect``, that no value reached Prefect.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -269,8 +270,8 @@ def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -
     secret = "openai"
     assert_converged(world, secret, environment)
     before = snapshot(world, kubectl, secret, environment)
-    plan = rotate_api_key(secret=secret, environment=environment, inventory=world.path,
-                          dry_run=True)
+    plan = asyncio.run(rotate_api_key(secret=secret, environment=environment, inventory=world.path,
+                                      dry_run=True))
     assert "would run: 5. Revoke old key at provider" in plan
     done = secretops_cli("rotate", "api-key", secret, "--env", environment, "--dry-run",
                          "--inventory", world.path)

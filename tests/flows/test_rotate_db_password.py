@@ -7,6 +7,7 @@ own statement log contains, and (``clean_prefect``) that no value reached Prefec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -157,8 +158,9 @@ def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any, f
     begun = time.monotonic()
     if service:
         with load(environment) as traffic:
-            report = rotate_db_password(environment=environment, strategy=strategy,
-                                        terminate_old_sessions=True, inventory=world.path)
+            report = asyncio.run(rotate_db_password(
+                environment=environment, strategy=strategy, terminate_old_sessions=True,
+                inventory=world.path))
         window = ("single-user strategy: new connections made with the old password were "
                   "refused for ")
         assert (window in report) is (strategy == "single"), report
@@ -167,8 +169,8 @@ def test_rotation_end_to_end_under_load(world: World, kubectl: Any, load: Any, f
         if strategy == "alternating":
             assert traffic.failed == 0, traffic.errors
     else:
-        rotate_db_password(environment=environment, strategy=strategy,
-                           terminate_old_sessions=True, inventory=world.path)
+        asyncio.run(rotate_db_password(environment=environment, strategy=strategy,
+                                       terminate_old_sessions=True, inventory=world.path))
         figure(f"{environment}/{strategy}: {time.monotonic() - begun:.1f} s")
     assert_rotated(world, kubectl, environment, old, since)
     with pytest.raises(psycopg.OperationalError):
@@ -209,7 +211,8 @@ def test_sigkill_at_every_step_boundary_then_rerun(world: World, kubectl: Any, f
                 credential = store.read(stage)
                 if credential is not None:
                     world.seen.append(credential.secret)
-        rotate_db_password(environment=environment, strategy=strategy, inventory=world.path)
+        asyncio.run(rotate_db_password(environment=environment, strategy=strategy,
+                                       inventory=world.path))
         new = assert_rotated(world, kubectl, environment, old, since)
         if world.inventory.namespace(environment):
             service = world.info["services"][environment]
@@ -243,8 +246,8 @@ def test_alternating_in_development_is_refused_before_anything_runs(
     the single role under an 'alternating' report."""
     before = world_state(world, kubectl)
     with pytest.raises(InventoryError, match="alternating strategy needs every store"):
-        rotate_db_password(environment="development", strategy="alternating",
-                           inventory=world.path)
+        asyncio.run(rotate_db_password(environment="development", strategy="alternating",
+                                       inventory=world.path))
     assert world_state(world, kubectl) == before
 
 
@@ -252,7 +255,8 @@ def test_alternating_in_development_is_refused_before_anything_runs(
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -> None:
     before = world_state(world, kubectl)
-    report = rotate_db_password(environment=environment, dry_run=True, inventory=world.path)
+    report = asyncio.run(rotate_db_password(environment=environment, dry_run=True,
+                                            inventory=world.path))
     assert "dry run: nothing changed" in report and "would run: 2. Update in database" in report
     assert world_state(world, kubectl) == before
 
@@ -287,7 +291,7 @@ def test_injected_role_names_are_refused_before_anything_runs(
         with pytest.raises(InventoryError, match="unsafe PostgreSQL role name"):
             load_inventory(bad)
         with pytest.raises(InventoryError, match="unsafe PostgreSQL role name"):
-            rotate_db_password(environment="staging", inventory=str(bad))
+            asyncio.run(rotate_db_password(environment="staging", inventory=str(bad)))
         password = SecretValue("x" * 40)
         attempts: list[tuple[Any, tuple[Any, ...]]] = [
             (database.set_password, (role, password)),
