@@ -9,7 +9,6 @@ the Python client; its inventory is generated YAML beside the sandbox's own."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import statistics
 import time
@@ -116,14 +115,15 @@ def _wait_ready(apps: Any, deployments: list[tuple[str, str]], timeout: float = 
 def rotate(path: str, concurrency: int) -> tuple[float, float, dict[str, int]]:
     """One forced ``rotate-all`` run: seconds until the call returned, seconds until Prefect
     recorded it Completed, and its counts."""
+    from flows.common import run_in_process
     from flows.rotate_all import rotate_all
     from secretops.inventory import load_inventory
     from secretops.prefect_setup import ensure_concurrency_limits
 
     ensure_concurrency_limits(load_inventory(path))
     began, wall = time.monotonic(), time.time()
-    state = asyncio.run(rotate_all(inventory=path, force=True, max_concurrency=concurrency,
-                                   return_state=True))
+    state = run_in_process(rotate_all(inventory=path, force=True,
+                                      max_concurrency=concurrency, return_state=True))
     seconds = time.monotonic() - began
     done = state.timestamp.timestamp() - wall
     if not state.is_completed():

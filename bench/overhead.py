@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow
 
 from bench.common import ROOT, Bench, median, table
-from flows.common import one_prefect_client
+from flows.common import one_prefect_client, run_in_process
 from tasks.common import runbook_step
 
 
@@ -55,7 +55,7 @@ def _phases(call: Any) -> dict[str, float]:
     began, wall = time.monotonic(), time.time()
     state = call(return_state=True)
     if asyncio.iscoroutine(state):
-        state = asyncio.run(state)
+        state = run_in_process(state)
     returned = time.monotonic() - began
     if not state.is_completed():
         raise RuntimeError(f"benchmark flow did not complete: {state.message}")
@@ -81,8 +81,8 @@ def run(bench: Bench, repeats: int, tasks_per_flow: int = 50) -> dict[str, Any]:
         "secretops inventory check": [_cold("-m", "secretops.cli", "inventory", "check",
                                             "--inventory", inventory) for _ in range(repeats)],
     }
-    asyncio.run(empty())
-    asyncio.run(steps(1))
+    run_in_process(empty())
+    run_in_process(steps(1))
     runs = [_phases(empty) for _ in range(max(3, repeats) * 3)]
     sync_runs = [_phases(empty_sync) for _ in range(max(3, repeats))]
     with_tasks = [_phases(lambda **kw: steps(tasks_per_flow, **kw))

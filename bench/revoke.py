@@ -9,7 +9,6 @@ goes on after the key is refused and is timed separately."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
@@ -82,10 +81,11 @@ def _cli(bench: Bench) -> None:
 
 
 def _flow(bench: Bench) -> None:
+    from flows.common import run_in_process
     from flows.respond_to_leak import respond_to_leak
 
-    asyncio.run(respond_to_leak(secret="openai", environments=[ENV], drill=True,
-                                inventory=bench.info["inventory"]))
+    run_in_process(respond_to_leak(secret="openai", environments=[ENV], drill=True,
+                                   inventory=bench.info["inventory"]))
 
 
 def leak(bench: Bench, command: Callable[[Bench], None]) -> dict[str, float]:

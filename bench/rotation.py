@@ -4,7 +4,6 @@ failed requests, for the OpenAI key and the database password (single and altern
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -27,19 +26,21 @@ def _completed_at(state: Any) -> float:
 
 
 def _flow_api_key(bench: Bench) -> float:
+    from flows.common import run_in_process
     from flows.rotate_api_key import rotate_api_key
 
-    return _completed_at(asyncio.run(rotate_api_key(
+    return _completed_at(run_in_process(rotate_api_key(
         secret="openai", environment=ENV, inventory=bench.info["inventory"], return_state=True)))
 
 
 def _flow_db(strategy: str) -> Callable[[Bench], float]:
     def run(bench: Bench) -> float:
+        from flows.common import run_in_process
         from flows.rotate_db_password import rotate_db_password
 
-        return _completed_at(asyncio.run(rotate_db_password(environment=ENV, strategy=strategy,
-                                                            inventory=bench.info["inventory"],
-                                                            return_state=True)))
+        return _completed_at(run_in_process(rotate_db_password(
+            environment=ENV, strategy=strategy, inventory=bench.info["inventory"],
+            return_state=True)))
 
     return run
 

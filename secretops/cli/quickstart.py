@@ -3,7 +3,6 @@ procedure against the sandbox, prove nothing leaked, and say where to look."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -59,7 +58,7 @@ def run(directory: Path) -> int:
 
 
 def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
-    from flows.common import ApiKeySecret
+    from flows.common import ApiKeySecret, run_in_process
     from flows.rotate_api_key import rotate_api_key
     from flows.rotate_db_password import rotate_db_password
     from secretops import redaction
@@ -82,7 +81,7 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
     for name, call in plan:
         begun = time.monotonic()
         try:
-            report = str(asyncio.run(call()))
+            report = str(run_in_process(call()))
             outcome = next((line.split("**outcome**: ", 1)[1] for line in report.splitlines()
                             if "**outcome**" in line), "done")
         except Exception as exc:

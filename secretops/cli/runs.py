@@ -5,7 +5,6 @@ as it starts and ends; the run's report is printed at the end."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from datetime import datetime
@@ -37,24 +36,26 @@ def _finish(run: object) -> int:
 
 
 def rotate_api_key(args: argparse.Namespace) -> int:
+    from flows.common import run_in_process
     from flows.rotate_api_key import rotate_api_key as flow
 
     path = _prepare(args.inventory)
     if not args.dry_run:
         _ask_for_key_if_needed(args.secret, args.env, path)
-    result = asyncio.run(flow(secret=args.secret, environment=args.env, reason=args.reason,
-                              dry_run=args.dry_run, inventory=path))
+    result = run_in_process(flow(secret=args.secret, environment=args.env, reason=args.reason,
+                                 dry_run=args.dry_run, inventory=path))
     return _finish(result)
 
 
 def rotate_db_password(args: argparse.Namespace) -> int:
+    from flows.common import run_in_process
     from flows.rotate_db_password import rotate_db_password as flow
 
     path = _prepare(args.inventory)
-    result = asyncio.run(flow(environment=args.env, strategy=args.strategy,
-                              terminate_old_sessions=args.terminate_old_sessions,
-                              reason=args.reason, dry_run=args.dry_run, secret=args.secret,
-                              inventory=path))
+    result = run_in_process(flow(environment=args.env, strategy=args.strategy,
+                                 terminate_old_sessions=args.terminate_old_sessions,
+                                 reason=args.reason, dry_run=args.dry_run, secret=args.secret,
+                                 inventory=path))
     return _finish(result)
 
 
@@ -70,11 +71,12 @@ def leak(args: argparse.Namespace) -> int:
     revoked = _revoke_first(args.secret, args.env, str(Path(args.inventory).resolve()),
                             since or reported_at)
     revoked_at = datetime.now(UTC)
+    from flows.common import run_in_process
     from flows.respond_to_leak import respond_to_leak as flow
 
     path = _prepare(args.inventory)
     _ask_for_leak_keys(args.secret, args.env, path, revoked)
-    result = asyncio.run(flow(
+    result = run_in_process(flow(
         secret=args.secret, environments=None if args.all_envs else args.env,
         exposed_since=since, reason=args.reason, drill=args.drill, reported_at=reported_at,
         postmortem_dir=args.postmortem_dir, inventory=path, revoked_before=revoked,
@@ -138,22 +140,24 @@ def audit(args: argparse.Namespace) -> int:
     from prefect.client.schemas.objects import State
 
     from flows.audit_access import audit_access as flow
+    from flows.common import run_in_process
 
     path = _prepare(args.inventory)
 
     async def run() -> State[str]:
         return await flow(inventory=path, return_state=True)
 
-    state = asyncio.run(run())
+    state = run_in_process(run())
     print(state.message or state.name, flush=True)
     return 0 if state.is_completed() else 1
 
 
 def break_glass(args: argparse.Namespace) -> int:
     from flows.break_glass import break_glass as flow
+    from flows.common import run_in_process
 
     path = _prepare(args.inventory)
-    return _finish(asyncio.run(flow(who=args.who, why=args.why, inventory=path)))
+    return _finish(run_in_process(flow(who=args.who, why=args.why, inventory=path)))
 
 
 def _ask_for_leak_keys(secret: str, environments: list[str] | None, inventory: str,
