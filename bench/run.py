@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {', '.join(NAMES)}")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="10,50,200", help="fleet sizes")
-    parser.add_argument("--concurrency", type=int, default=16, help="rotate-all concurrency")
+    parser.add_argument("--pod-start", default="0.3,3",
+                        help="fleet: seconds a pod takes to start, one scenario each "
+                             "(0.3 is the sandbox's own)")
+    parser.add_argument("--concurrency", default="16,32",
+                        help="fleet: rotate-all concurrency, one per --pod-start (or one for all)")
     parser.add_argument("--smoke", action="store_true",
                         help="one repeat, a fleet of 2: checks that the benchmarks run")
     args = parser.parse_args(argv)
@@ -35,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     repeats = 1 if args.smoke else args.repeats
     sizes = [2] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    starts = [float(s) for s in args.pod_start.split(",")]
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    if len(concurrency) == 1:
+        concurrency *= len(starts)
+    if len(concurrency) != len(starts):
+        parser.error("give one --concurrency, or one per --pod-start")
+    scenarios = list(zip(starts, concurrency, strict=True))
     began = time.monotonic()
     summary: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {_cores()} cores, "
@@ -52,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bench.revoke").revoke.run(bench, repeats, start))
         if "fleet" in chosen:
             summary["fleet"] = _run("fleet", lambda: __import__(
-                "bench.fleet").fleet.run(bench, sizes, args.concurrency))
+                "bench.fleet").fleet.run(bench, sizes, scenarios))
     summary["total_s"] = round(time.monotonic() - began, 1)
     path = common.save("latest" if not args.smoke else "smoke", summary)
     print(f"\nall figures in {path} ({summary['total_s']} s)")

@@ -22,6 +22,9 @@ from sandbox.kube.store import Change, Store
 from sandbox.kube.timefmt import now, parse, rfc3339, rfc3339_nano
 
 PODS = "pods"
+START_SECONDS = "sandbox.secretops.dev/start-seconds"
+"""Pod annotation: how long this pod takes to start, instead of the kubelet's default (an
+application with a heavier start-up, set in a Deployment's pod template)."""
 
 
 @dataclass
@@ -213,11 +216,18 @@ class Kubelet:
         running.started = True
         self._set_status(running, **self._status(running, started_at, False))
         running.say("Starting IntelliPrompt backend")
-        await asyncio.sleep(self.start_delay)
+        await asyncio.sleep(self._start_seconds(pod))
         if running.is_backend and not await self._checks(running):
             return
         running.ready = True
         self._set_status(running, **self._status(running, started_at, True))
+
+    def _start_seconds(self, pod: dict[str, Any]) -> float:
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        try:
+            return max(0.0, float(annotations.get(START_SECONDS, self.start_delay)))
+        except ValueError:
+            return self.start_delay
 
     async def _checks(self, running: RunningPod) -> bool:
         env = running.env

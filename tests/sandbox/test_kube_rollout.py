@@ -153,3 +153,23 @@ def test_service_fails_when_the_db_password_changes_under_the_pods(world: KubeWo
                 admin.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(verifier)))
         assert http.get("/").status_code == 200
+
+
+def test_a_pod_takes_the_start_time_its_annotation_gives(world: KubeWorld) -> None:
+    apps = k8s.AppsV1Api(world.api())
+    labels = {"app": "slow-start"}
+    apps.create_namespaced_deployment(STAGING, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "slow-start", "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels, "annotations": {
+                     "sandbox.secretops.dev/start-seconds": "1.5"}},
+                     "spec": {"containers": [{"name": "app", "image": "slow/app:1"}]}}}})
+    started = time.monotonic()
+    try:
+        world.kubectl("rollout", "status", "deployment/slow-start", "-n", STAGING,
+                      "--timeout=30s")
+        took = time.monotonic() - started
+        assert 1.5 <= took < 10, took
+    finally:
+        apps.delete_namespaced_deployment("slow-start", STAGING)
