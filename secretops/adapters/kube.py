@@ -13,6 +13,7 @@ concurrent change answers 409 and the write is redone from a fresh read.
 from __future__ import annotations
 
 import base64
+import enum
 import functools
 import hashlib
 import json
@@ -126,6 +127,16 @@ def build_api_client(kubeconfig: str | None, context: str | None) -> Any:
         api_client = client.ApiClient(configuration)
     api_client.configuration.proxy = api_client.configuration.proxy
     return api_client
+
+
+class Unread(enum.Enum):
+    """The type of :data:`UNREAD`."""
+
+    token = 0
+
+
+UNREAD = Unread.token
+"""``update_secret(read=UNREAD)``: the caller has not read the Secret."""
 
 
 class KubeCluster:
@@ -278,20 +289,26 @@ class KubeCluster:
         *,
         create_labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str | None] | None = None,
+        read: dict[str, Any] | Unread | None = UNREAD,
     ) -> dict[str, SecretValue]:
         """Apply ``change`` (current values -> keys to set, None to remove) to a Secret,
         guarded by its resourceVersion; redone from a fresh read on 409. With
-        ``create_labels`` a missing Secret is created first; ``annotations`` are set (None:
-        removed) in the same patch as the values, when a value changes. Returns the values
-        written."""
+        ``create_labels`` a missing Secret is created with the values; ``annotations`` are
+        set (None: removed) in the same write as the values, when a value changes. ``read``
+        is the Secret as the caller just read it (None: missing), which saves a GET; a
+        conflict still rereads. Returns the values written."""
         target = f"{namespace}/{name}"
         for attempt in range(WRITE_ATTEMPTS):
-            secret = self.get_secret(namespace, name)
+            secret = (self.get_secret(namespace, name) if attempt or isinstance(read, Unread)
+                      else read)
             if secret is None:
                 if create_labels is None:
                     raise KubeRefused(f"Kubernetes secret {target} does not exist", 404)
-                self._create_secret(namespace, name, create_labels)
-                continue
+                created = self._create_secret(namespace, name, create_labels, change({}),
+                                              annotations)
+                if created is not None:
+                    return created
+                continue  # someone else created it meanwhile: read it and patch
             current = decode(secret.get("data"))
             updates = change(current)
             if all(current.get(k) == v for k, v in updates.items()):
@@ -319,15 +336,22 @@ class KubeCluster:
             return decode(written.get("data"))
         raise KubeUnavailable(f"Kubernetes patch secret {target} kept conflicting", 409)
 
-    def _create_secret(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+    def _create_secret(
+        self, namespace: str, name: str, labels: Mapping[str, str],
+        values: Mapping[str, SecretValue | None], annotations: Mapping[str, str | None] | None,
+    ) -> dict[str, SecretValue] | None:
+        """Create the Secret with ``values``; its values, or None when it already exists."""
+        kept = {k: v for k, v in (annotations or {}).items() if v is not None}
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                         **({"annotations": kept} if kept else {})},
+            "data": {k: encode(v.reveal()) for k, v in values.items() if v is not None},
         }
         try:
-            self.call(
+            created = self.call(
                 "create secret",
                 f"{namespace}/{name}",
                 self.request,
@@ -337,8 +361,10 @@ class KubeCluster:
                 content_type="application/json",
             )
         except KubeUnavailable as exc:
-            if exc.status != 409:  # 409 AlreadyExists: someone else made it, fine
+            if exc.status != 409:  # 409 AlreadyExists: someone else made it
                 raise
+            return None
+        return decode(created.get("data"))
 
     # Deployments
 

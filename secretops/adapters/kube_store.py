@@ -27,8 +27,10 @@ from typing import Any
 from secretops import redaction
 from secretops.adapters.kube import (
     MANAGED_BY,
+    UNREAD,
     KubeCluster,
     KubeRefused,
+    Unread,
     decode,
     parse_time,
     rfc3339_now,
@@ -101,12 +103,19 @@ class KubernetesSecretStore:
         """The annotation that records when this store's key was last set."""
         return ROTATED_AT + self._key
 
-    def _get(self, stage: Stage) -> tuple[Credential | None, str | None]:
-        """The credential held for ``stage`` and its ``rotated-at`` stamp, in one read."""
-        secret = self._cluster.get_secret(self._namespace, self.secret_name(stage))
+    def _fetch(self, stage: Stage) -> dict[str, Any] | None:
+        """The Secret that holds ``stage``, as read (None: missing)."""
+        return self._cluster.get_secret(self._namespace, self.secret_name(stage))
+
+    def _parse(self, secret: dict[str, Any] | None) -> tuple[Credential | None, str | None]:
+        """The credential a Secret holds for this store and its ``rotated-at`` stamp."""
         if secret is None:
             return None, None
         return self._credential(decode(secret.get("data"))), _stamp(secret, self._rotated_at)
+
+    def _get(self, stage: Stage) -> tuple[Credential | None, str | None]:
+        """The credential held for ``stage`` and its ``rotated-at`` stamp, in one read."""
+        return self._parse(self._fetch(stage))
 
     def read(self, stage: Stage = Stage.current) -> Credential | None:
         return self._get(stage)[0]
@@ -145,11 +154,13 @@ class KubernetesSecretStore:
         return version
 
     def _write(
-        self, stage: Stage, credential: Credential | None, rotated_at: str | None = None
+        self, stage: Stage, credential: Credential | None, rotated_at: str | None = None,
+        read: dict[str, Any] | Unread | None = UNREAD,
     ) -> dict[str, SecretValue]:
         """Set (or with None, remove) this store's keys in the Secret holding ``stage``; for
         CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown).
-        Returns the Secret's values after the write (none when there was nothing to remove)."""
+        ``read``: that Secret as just read, if it was. Returns the Secret's values after the
+        write (none when there was nothing to remove)."""
         entries = self._entries(credential)
         stamped = stage is not Stage.pending and credential is not None
         labels = None if stage is Stage.current else MANAGED_BY
@@ -160,6 +171,7 @@ class KubernetesSecretStore:
                 lambda _: entries,
                 create_labels=None if credential is None else labels,
                 annotations={self._rotated_at: rotated_at} if stamped else None,
+                read=read,
             )
         except KubeRefused as exc:
             if exc.status == 404 and credential is None and stage is not Stage.current:
@@ -173,17 +185,19 @@ class KubernetesSecretStore:
         )
 
     def stage_pending(self, credential: Credential) -> StoredVersion:
-        pending = self.read(Stage.pending)
+        companion = self._fetch(Stage.pending)
+        pending = self._parse(companion)[0]
         if pending is not None:
             if self._same(pending, credential):
                 return self._required(Stage.pending, pending)
             raise PendingConflict(f"{self.name} already holds a different pending version")
-        written = self._write(Stage.pending, credential)
+        written = self._write(Stage.pending, credential, read=companion)
         return self._required(Stage.pending, self._credential(written))
 
     def promote_pending(self) -> StoredVersion:
         pending = self.read(Stage.pending)
-        current, stamp = self._get(Stage.current)
+        target = self._fetch(Stage.current)
+        current, stamp = self._parse(target)
         if pending is None:
             return self._required(Stage.current, current)
         if current is not None and self._same(current, pending):
@@ -191,17 +205,18 @@ class KubernetesSecretStore:
         if current is not None:
             self._write(Stage.previous, current, stamp)
         now = rfc3339_now()
-        written = self._credential(self._write(Stage.current, pending, now))
+        written = self._credential(self._write(Stage.current, pending, now, read=target))
         return self._required_at(written, now)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
-        current = self.read(Stage.current)
+        target = self._fetch(Stage.current)
+        current = self._parse(target)[0]
         if current is None or current.secret != failed.secret:
             return self._required(Stage.current, current)
         previous, stamp = self._get(Stage.previous)
         if previous is None:
             raise NotRetryable(f"{self.name} has no previous version to restore")
-        written = self._credential(self._write(Stage.current, previous, stamp))
+        written = self._credential(self._write(Stage.current, previous, stamp, read=target))
         return self._required_at(written, stamp)
 
     def clear_pending(self) -> None:

@@ -190,3 +190,28 @@ def test_unavailable_api_is_retryable(kube: KubeWorld, cluster: KubeCluster) -> 
         str(failure.value)
         == f"Kubernetes get secret {NS}/anything failed: HTTP 503 ServiceUnavailable"
     )
+
+
+def test_a_rotation_asks_the_api_server_no_more_than_it_needs(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    """From the API server's audit log: a companion Secret is created with its value in one
+    request, and a Secret just read is written without being read again."""
+    name = _make_secret(kube, {"openai": "sk-old-value-000001"})
+    store = KubernetesSecretStore(cluster, NS, name, "openai")
+    before = len(kube.audit_log.read_text().splitlines())
+    store.stage_pending(Credential(SecretValue("sk-new-value-000002")))
+    store.promote_pending()
+    store.clear_pending()
+    events = [json.loads(line) for line in kube.audit_log.read_text().splitlines()[before:]]
+    asked = [(e["verb"], e["requestURI"].split("?")[0].rsplit("/", 1)[-1]) for e in events
+             if e["stage"] == "ResponseComplete"]
+    pending, previous = f"{name}-secretops-pending", f"{name}-secretops-previous"
+    assert asked == [("get", pending), ("create", "secrets"),  # stage_pending
+                     ("get", pending), ("get", name),  # promote_pending: what is there
+                     ("get", previous), ("create", "secrets"),  # the old value kept
+                     ("patch", name),  # the new value current
+                     ("get", pending), ("patch", pending)]  # clear_pending
+    assert _data(kubectl_in, name) == {"openai": "sk-new-value-000002"}
+    assert _data(kubectl_in, previous) == {"openai": "sk-old-value-000001"}
+    assert _data(kubectl_in, pending) == {}
