@@ -96,8 +96,15 @@ def decode(data: Mapping[str, Any] | None) -> dict[str, SecretValue]:
 
 
 def rfc3339_now() -> str:
-    """Now in RFC 3339, to the second, as kubectl stamps ``restartedAt``."""
+    """Now in RFC 3339, to the second."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def restart_stamp() -> str:
+    """Now in RFC 3339 to the microsecond, for ``restartedAt``. kubectl stamps it to the
+    second: a second restart within the same second would patch in the same value, change
+    nothing in the pod template and roll nothing out, leaving the pods on the old value."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -371,7 +378,7 @@ class KubeCluster:
     def restart_deployment(self, namespace: str, name: str) -> str:
         """``kubectl rollout restart``: a strategic-merge patch of the pod template's
         ``kubectl.kubernetes.io/restartedAt`` annotation; returns the stamp."""
-        stamp = rfc3339_now()
+        stamp = restart_stamp()
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         for attempt in range(WRITE_ATTEMPTS):
             try:

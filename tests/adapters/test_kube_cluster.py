@@ -172,3 +172,23 @@ def test_audit_log_shows_who_read_the_secret(
         cluster.secret_read_events("intelliprompt", "api-keys", datetime.now(UTC) + timedelta(1))
         == []
     )
+
+
+def test_two_restarts_in_the_same_second_both_roll_out(
+    kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
+) -> None:
+    """A rotation right after another (a rerun, a fleet) restarts again: its pods must read
+    the new value even when the first restart was less than a second before."""
+    app, _ = _app(kube, replicas=1)
+    assert cluster.wait_for_rollout(NS, app, timeout=20).done
+
+    def revision() -> str:
+        deployment = json.loads(kubectl_in("get", "deployment", app, "-n", NS, "-o", "json"))
+        return str(deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+
+    revisions = [revision()]
+    for _ in range(2):
+        cluster.restart_deployment(NS, app)
+        assert cluster.wait_for_rollout(NS, app, timeout=30).done
+        revisions.append(revision())
+    assert revisions == [revisions[0], str(int(revisions[0]) + 1), str(int(revisions[0]) + 2)]
