@@ -90,7 +90,7 @@ def test_force_sync_brings_the_new_aws_value_into_the_secret(world: KubeWorld) -
                    "secret synced")
         status = world.kube.store.get("externalsecrets.external-secrets.io", PROD,
                                       "intelliprompt-secrets")["status"]  # type: ignore[index]
-        assert status["refreshTime"] > before
+        assert status["refreshTime"] >= before  # to the second, as ESO's: may be the same
         assert status["conditions"][0]["reason"] == "SecretSynced"
         secret = world.kube.store.get("secrets", PROD, "api-keys")
         assert secret is not None
