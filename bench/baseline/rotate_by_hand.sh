@@ -29,7 +29,13 @@ restart_and_verify() {
   K rollout restart deployment/backend >/dev/null
   K rollout status deployment/backend --timeout=120s >/dev/null
   step "4. Verify: kubectl logs deployment/backend | grep 'API initialized'"
-  K logs deployment/backend | grep -q "API initialized"
+  # kubectl picks one pod of the Deployment, possibly one of the old ReplicaSet that is still
+  # listed while it terminates and is gone when its log is asked for: then ask again
+  for _ in 1 2 3; do
+    if K logs deployment/backend 2>/dev/null | grep -q "API initialized"; then return 0; fi
+    sleep 0.2
+  done
+  return 1
 }
 
 rotate_api_key() {
