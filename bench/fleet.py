@@ -59,11 +59,13 @@ def _deployment(namespace: str, name: str, openai_url: str, pod_start: float
     }
 
 
-def build(bench: Bench, size: int, pod_start: float = 0.3) -> tuple[str, list[tuple[str, str]]]:
+def build(bench: Bench, size: int, pod_start: float = 0.3, tag: str = ""
+          ) -> tuple[str, list[tuple[str, str]]]:
     """Create a fleet of ``size`` keys (``size / 2`` secret ids, each with a key of its own in
     staging and in production; one key in staging for a fleet of one) whose pods take
     ``pod_start`` seconds to start; returns its inventory path and (namespace, name) of every
-    Deployment."""
+    Deployment. ``tag`` tells apart the fleets of one size in one sandbox."""
+    tag = tag or _tag(pod_start)
     core, apps = _kube(bench)
     for env, namespace in NAMESPACES.items():
         try:
@@ -81,7 +83,7 @@ def build(bench: Bench, size: int, pod_start: float = 0.3) -> tuple[str, list[tu
     secrets, consumers, deployments = [], {}, []
     with httpx.Client(headers={"Authorization": f"Bearer {admin}"}, timeout=30) as http:
         for i in range(size // len(environments)):
-            name = f"fleet{size}-{_tag(pod_start)}-{i:03d}"
+            name = f"fleet{size}-{tag}-{i:03d}"
             for env in environments:
                 namespace = NAMESPACES[env]
                 created = http.post(base, json={"name": f"intelliprompt-{env}-{name}"})
@@ -110,7 +112,7 @@ def build(bench: Bench, size: int, pod_start: float = 0.3) -> tuple[str, list[tu
         "environments": {env: {"namespace": NAMESPACES[env]} for env in environments},
         "consumers": consumers, "secrets": secrets,
     }
-    path = Path(bench.info["dir"]) / f"fleet-{size}-{_tag(pod_start)}.yaml"
+    path = Path(bench.info["dir"]) / f"fleet-{size}-{tag}.yaml"
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     _wait_ready(apps, deployments)
     return str(path), deployments
@@ -189,7 +191,7 @@ def scenario(bench: Bench, sizes: list[int], concurrency: int, pod_start: float
     points = []
     for size in sorted(set([1, *sizes])):
         built = time.monotonic()
-        path, _ = build(bench, size, pod_start)
+        path, _ = build(bench, size, pod_start, f"{_tag(pod_start)}-c{concurrency}")
         setup = time.monotonic() - built
         cpu_before = bench.cpu_seconds()
         seconds, done, counts = rotate(path, concurrency)
