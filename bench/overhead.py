@@ -15,8 +15,8 @@ from typing import Any
 from prefect import flow
 
 from bench.common import ROOT, Bench, median, table
-from flows.common import one_prefect_client, run_in_process
-from tasks.common import runbook_step
+from flows.common import run_in_process
+from tasks.common import one_prefect_client, runbook_step
 
 
 @runbook_step("Nothing")

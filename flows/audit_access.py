@@ -12,10 +12,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 
-from flows.common import inventory_path, one_prefect_client
+from flows.common import inventory_path
 from secretops.errors import SecretopsError
 from tasks.audit import Finding, find_secret_readers
-from tasks.common import inventory_at
+from tasks.common import inventory_at, one_prefect_client
 
 
 class PolicyBroken(SecretopsError):

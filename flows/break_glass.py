@@ -16,14 +16,14 @@ from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows.common import ApiKeySecret, inventory_path, one_prefect_client, publish
+from flows.common import ApiKeySecret, inventory_path, publish
 from flows.rotate_api_key import rotate_api_key
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
 from secretops.report import RunReport
 from tasks.audit import check_emergency_access, secret_names
-from tasks.common import inventory_at
+from tasks.common import inventory_at, one_prefect_client
 
 PAUSE_KEY = "access-restored"
 

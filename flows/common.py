@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import Coroutine
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.context import SyncClientContext
 
 from secretops.prefect_setup import lock_name
 from secretops.report import RunReport
+from tasks.common import one_prefect_client
 
 R = TypeVar("R")
 
@@ -26,19 +25,17 @@ class ApiKeySecret(enum.StrEnum):
     anthropic = "anthropic"
 
 
-def one_prefect_client() -> AbstractContextManager[SyncClientContext]:
-    """One Prefect API client for the whole run, shared by its steps. The flows are async (so
-    that a run returns as soon as it ends) and their steps are sync tasks: without a client
-    around them each step would open one of its own, about 20 ms apiece."""
-    return SyncClientContext.get_or_create()
+def run_in_process(call: Awaitable[R]) -> R:
+    """Run a flow call (``rotate_api_key(...)``, with or without ``return_state=True``) to
+    its end from sync code: the CLI, the benchmarks. The Prefect client opened here serves
+    the engine and the run's steps, where a run started without one opens two more (about
+    25 ms each, a TLS context apiece)."""
 
+    async def until_done() -> R:
+        return await call
 
-def run_in_process(call: Coroutine[Any, Any, R]) -> R:
-    """Run a flow call (``rotate_api_key(...)``) to its end from sync code: the CLI, the
-    benchmarks. The Prefect client opened here serves the engine and the run's steps, where
-    a run started without one opens two more (about 25 ms each, a TLS context apiece)."""
     with one_prefect_client():
-        return asyncio.run(call)
+        return asyncio.run(until_done())
 
 
 def inventory_path(explicit: str | None) -> str:

@@ -34,7 +34,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
-from flows.common import inventory_path, one_prefect_client, secret_lock
+from flows.common import inventory_path, secret_lock
 from flows.rotate_api_key import PAUSE_KEY, wait_for_person_if_needed
 from secretops import locks
 from secretops.errors import SecretopsError
@@ -43,7 +43,7 @@ from secretops.postmortem import PostMortem, TimedStep
 from secretops.redaction import redact
 from secretops.report import RunReport, StepResult
 from tasks.audit import audit_access_logs, list_readers
-from tasks.common import inventory_at
+from tasks.common import inventory_at, one_prefect_client
 from tasks.leak import (
     needs_rotation,
     postmortem_of,

@@ -30,11 +30,12 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import inventory_path, one_prefect_client, publish
+from flows.common import inventory_path, publish
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
 from secretops.report import RunReport
+from tasks.common import one_prefect_client
 from tasks.fleet import (
     API_KEY_KINDS,
     ENVIRONMENT_ORDER,

@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
-from flows.common import ApiKeySecret, inventory_path, one_prefect_client, publish, secret_lock
+from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
 from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretValue, Stage
@@ -37,7 +37,7 @@ from tasks.api_keys import (
     revoke_old_key,
     verify_new_key,
 )
-from tasks.common import inventory_at, wiring_for
+from tasks.common import inventory_at, one_prefect_client, wiring_for
 from tasks.consumers import restart_pods, sync_external_secret, verify_logs
 from tasks.plan import plan_rotation
 from tasks.stores import restore_previous, update_secret

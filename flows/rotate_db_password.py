@@ -19,12 +19,12 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import inventory_path, one_prefect_client, publish, secret_lock
+from flows.common import inventory_path, publish, secret_lock
 from secretops import locks
 from secretops.errors import SecretopsError
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
-from tasks.common import inventory_at
+from tasks.common import inventory_at, one_prefect_client
 from tasks.consumers import restart_pods, sync_external_secret, verify_logs
 from tasks.database import (
     create_new_password,

@@ -8,12 +8,14 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import SyncClientContext
 from prefect.tasks import exponential_backoff
 
 from secretops.adapters.retry import is_transient
@@ -69,6 +71,14 @@ def runbook_step(
         )(timed)
 
     return decorate
+
+
+def one_prefect_client() -> AbstractContextManager[SyncClientContext]:
+    """One Prefect API client for the whole run, shared by its steps (the current one when
+    there is one). The flows are async, so that a run returns as soon as it ends, and their
+    steps are sync tasks: without a client around them each step would open one of its own,
+    about 20 ms apiece."""
+    return SyncClientContext.get_or_create()
 
 
 @functools.lru_cache(maxsize=8)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import SyncClientContext
 from prefect.variables import Variable
 
 from secretops.errors import NotRetryable, SecretopsError
@@ -26,7 +25,7 @@ from tasks.api_keys import (
     revoke_old_key,
     verify_new_key,
 )
-from tasks.common import inventory_at, runbook_step, wiring_for
+from tasks.common import inventory_at, one_prefect_client, runbook_step, wiring_for
 from tasks.consumers import restart_pods, sync_external_secret, verify_logs
 from tasks.database import (
     create_new_password,
@@ -40,7 +39,7 @@ from tasks.stores import update_secret
 def read_record(secret: str, environment: str) -> Record | None:
     """An environment's record. Read through the run's sync client, not ``Variable.get``:
     this runs in the async flow's body too, where ``Variable.get`` would return a coroutine."""
-    with SyncClientContext.get_or_create() as context:
+    with one_prefect_client() as context:
         variable = context.client.read_variable_by_name(record_name(secret, environment))
     record = variable.value if variable is not None else None
     return record if isinstance(record, dict) else None

@@ -137,17 +137,11 @@ def _revoke_first(secret: str, environments: list[str] | None, inventory: str,
 
 
 def audit(args: argparse.Namespace) -> int:
-    from prefect.client.schemas.objects import State
-
     from flows.audit_access import audit_access as flow
     from flows.common import run_in_process
 
     path = _prepare(args.inventory)
-
-    async def run() -> State[str]:
-        return await flow(inventory=path, return_state=True)
-
-    state = run_in_process(run())
+    state = run_in_process(flow(inventory=path, return_state=True))
     print(state.message or state.name, flush=True)
     return 0 if state.is_completed() else 1
 
