@@ -1,16 +1,18 @@
 """Runbook: Secret Rotation, for every secret that is due (the monthly run).
 
     1. Find what is due        find_due_rotations (schedule vs the store's last rotation)
-    2. Rotate the API keys     rotate_keys, one task per group of keys that share a consumer
+    2. Rotate the API keys     rotate_keys, per group of keys that share a consumer
                                Deployment: environment by environment, each key generated,
                                checked, stored, verified and its old key revoked, each
-                               Deployment restarted once per batch
+                               Deployment restarted once per batch; the revocations share
+                               one listing of each provider's keys
     3. Rotate the logins       rotate-db-password as a subflow per database login, after the
                                keys (it restarts the same Deployments), environment by
                                environment
     4. Report                  one markdown artifact: every secret, due or not, and how it went
 
-Groups run at most ``max_concurrency`` at a time, each under its secrets' locks. One rotation
+The groups are dealt into at most ``max_concurrency`` lanes, one task run per lane, each
+lane rotating its groups one after another, each group under its secrets' locks. One rotation
 failing (and rolling back) does not stop the others; the run fails at the end if any did,
 after the report is published. Keys only a person can create (Anthropic) are listed as
 waiting for a person unless a key is already staged.
@@ -35,6 +37,7 @@ from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, SecretKind
 from secretops.report import RunReport
+from tasks.api_keys import shared_listings
 from tasks.common import one_prefect_client
 from tasks.fleet import (
     API_KEY_KINDS,
@@ -42,7 +45,10 @@ from tasks.fleet import (
     Due,
     Outcome,
     consumer_groups,
+    each_group,
     find_due_rotations,
+    lane_label,
+    lanes,
     rotate_keys,
 )
 
@@ -65,32 +71,31 @@ def due_table(found: list[Due], outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def _run_all(tasks: list[tuple[Task[[str, list[Due], str], list[Outcome]], str, list[Due]]],
-             inventory: str, max_concurrency: int) -> list[Outcome]:
-    """Run each (task, label, due) at most ``max_concurrency`` at a time; every outcome."""
-    if not tasks:
+Lane = Task[[str, list[list[Due]], str], list[Outcome]]
+
+
+def _run_all(task: Lane, due: list[Due], inventory: str, max_concurrency: int
+             ) -> list[Outcome]:
+    """``due`` in consumer groups, dealt into at most ``max_concurrency`` lanes: one run of
+    ``task`` per lane, all at once; every outcome."""
+    groups = consumer_groups(inventory, sorted({d.secret for d in due}))
+    dealt = lanes([[d for d in due if d.secret in group] for group in groups], max_concurrency)
+    if not dealt:
         return []
     runner: ThreadPoolTaskRunner[Any]
-    with ThreadPoolTaskRunner(max_workers=max_concurrency) as runner:
+    with ThreadPoolTaskRunner(max_workers=len(dealt)) as runner:
         submit: Callable[..., PrefectFuture[list[Outcome]]] = runner.submit
-        futures = [submit(task, {"label": label, "due": due, "inventory": inventory})
-                   for task, label, due in tasks]
+        futures = [submit(task, {"label": lane_label(lane), "groups": lane,
+                                 "inventory": inventory}) for lane in dealt]
         outcomes: list[Outcome] = []
-        for future, (_, _, due) in zip(futures, tasks, strict=True):
+        for future, lane in zip(futures, dealt, strict=True):
             try:
                 outcomes += future.result()
-            except Exception as exc:  # the group's task failed before it could say how each went
+            except Exception as exc:  # the lane's task failed before it could say how each went
                 outcomes += [Outcome(d.secret, d.environment, "failed", 0.0,
-                                     f"its group's task failed ({type(exc).__name__}: {exc}); "
-                                     "rerun rotate-all") for d in due]
+                                     f"its task failed ({type(exc).__name__}: {exc}); rerun "
+                                     "rotate-all") for group in lane for d in group]
         return outcomes
-
-
-def _groups(task: Task[[str, list[Due], str], list[Outcome]], due: list[Due], inventory: str
-            ) -> list[tuple[Task[[str, list[Due], str], list[Outcome]], str, list[Due]]]:
-    """One (task, label, due) per consumer group of ``due``."""
-    groups = consumer_groups(inventory, sorted({d.secret for d in due}))
-    return [(task, ", ".join(group), [d for d in due if d.secret in group]) for group in groups]
 
 
 @flow(name="rotate-all", flow_run_name="rotate-all", log_prints=False)
@@ -118,8 +123,9 @@ async def rotate_all(
         if not dry_run:
             keys = [d for d in due if SecretKind(d.kind) in API_KEY_KINDS]
             logins = [d for d in due if SecretKind(d.kind) not in API_KEY_KINDS]
-            outcomes = _run_all(_groups(rotate_keys, keys, path), path, max_concurrency)
-            outcomes += _run_all(_groups(rotate_logins, logins, path), path, max_concurrency)
+            with shared_listings():
+                outcomes = _run_all(rotate_keys, keys, path, max_concurrency)
+            outcomes += _run_all(rotate_logins, logins, path, max_concurrency)
         failed = [o for o in outcomes if o.status == "failed"]
         waiting = [o for o in outcomes if o.status == "needs a person"]
         report.outcome = ("dry run: nothing changed" if dry_run else
@@ -137,7 +143,13 @@ async def rotate_all(
 
 @task(name="rotate_logins", task_run_name="Rotate {label}", persist_result=False,
       cache_policy=NO_CACHE, log_prints=False)
-def rotate_logins(label: str, due: list[Due], inventory: str) -> list[Outcome]:
+def rotate_logins(label: str, groups: list[list[Due]], inventory: str) -> list[Outcome]:
+    """:func:`rotate_group_logins` for each consumer group of ``groups``, one after another."""
+    return [outcome for due in groups
+            for outcome in each_group(rotate_group_logins, due, inventory)]
+
+
+def rotate_group_logins(due: list[Due], inventory: str) -> list[Outcome]:
     """The rotate-db-password flow (as a subflow, with its strategy from the inventory) for
     each due database login of one consumer group, one after the other, environment by
     environment; a login that failed (and was rolled back) in one environment is not rotated

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
@@ -31,6 +34,51 @@ def _values(stores: list[SecretStore], *stages: Stage) -> list[SecretValue]:
     return found
 
 
+class SharedListings:
+    """One listing of each provider's keys, shared by the revocations of a fleet run instead
+    of one listing per revocation (which made a fleet of N read N² key records).
+
+    A revocation needs from the listing the keys of values its stores hold, and its orphans.
+    A listing taken earlier has every key created before it; a value it does not know (a key
+    created since) makes the provider be listed again. Orphans are matched against what the
+    stores hold when the revocation runs, under the secret's lock, so an earlier listing
+    never revokes a key in use; an orphan left after it was taken is found by the next
+    rotation of its secret."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[int, Sequence[ProviderKey]] = {}
+
+    def keys(self, provider: KeyProvider, wanted: Sequence[SecretValue]) -> Sequence[ProviderKey]:
+        """A listing of ``provider``'s keys that has a key for each of ``wanted``, if the
+        provider has one."""
+        with self._lock:
+            keys = self._keys.get(id(provider))
+            if keys is None or not all(keys_with_value(keys, value) for value in wanted):
+                keys = self._keys[id(provider)] = provider.list_keys()
+            return keys
+
+
+_shared: ContextVar[SharedListings | None] = ContextVar("shared_listings", default=None)
+
+
+@contextmanager
+def shared_listings() -> Iterator[SharedListings]:
+    """Within this block (and the tasks it submits, which copy the context), revocations
+    share one listing of each provider's keys: see :class:`SharedListings`."""
+    listings = SharedListings()
+    token = _shared.set(listings)
+    try:
+        yield listings
+    finally:
+        _shared.reset(token)
+
+
+def _listing(provider: KeyProvider, wanted: Sequence[SecretValue]) -> Sequence[ProviderKey]:
+    shared = _shared.get()
+    return provider.list_keys() if shared is None else shared.keys(provider, wanted)
+
+
 def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
                     keys: Sequence[ProviderKey]) -> list[str]:
     """Revoke active keys with our name prefix whose value no store holds (``held``: every
@@ -39,8 +87,8 @@ def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
     known = {key.id for value in held for key in keys_with_value(keys, value)}
     revoked = []
     for key in keys:
-        if key.name.startswith(prefix) and key.status == "active" and key.id not in known:
-            provider.revoke_key(key.id)
+        if (key.name.startswith(prefix) and key.status == "active" and key.id not in known
+                and provider.revoke_key(key.id)):
             revoked.append(f"revoked orphan key {key.id} ({key.name}) left by an interrupted run")
     return revoked
 
@@ -125,14 +173,14 @@ def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
                   what: str) -> list[str]:
     """Revoke the keys held as ``stage`` that are not current, and any key an interrupted run
     created but never stored (one listing of the provider's keys for both); then clear the
-    pending marker."""
+    pending marker. Inside :func:`shared_listings` the listing may be shared."""
     wiring = wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
     held = {s: _values(stores, s) for s in (Stage.current, Stage.pending, Stage.previous)}
-    keys = provider.list_keys()
-    evidence = [_revoke(provider, value, what, keys) for value in held[stage]
-                if value not in held[Stage.current]]
+    revoking = [value for value in held[stage] if value not in held[Stage.current]]
+    keys = _listing(provider, revoking)
+    evidence = [_revoke(provider, value, what, keys) for value in revoking]
     prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
     evidence += _revoke_orphans(provider, [v for values in held.values() for v in values],
                                 prefix, keys)
