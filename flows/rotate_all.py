@@ -12,7 +12,8 @@
     4. Report                  one markdown artifact: every secret, due or not, and how it went
 
 The groups are dealt into at most ``max_concurrency`` lanes, one task run per lane, each
-lane rotating its groups one after another, each group under its secrets' locks. One rotation
+lane rotating its groups one after another under its secrets' locks (all taken at once when
+no other run holds one, else group by group). One rotation
 failing (and rolling back) does not stop the others; the run fails at the end if any did,
 after the report is published. Keys only a person can create (Anthropic) are listed as
 waiting for a person unless a key is already staged.

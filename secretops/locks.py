@@ -65,7 +65,9 @@ def _holder() -> Any:
     return None
 
 
-def _acquire(client: Any, names: list[str], lease_seconds: float) -> Any:
+def _acquire(client: Any, names: list[str], lease_seconds: float, wait: bool = True) -> Any:
+    """The lease id of one slot of every limit in ``names``; without ``wait``, None when
+    another run holds one of them."""
     import httpx
 
     holder = _holder()
@@ -77,6 +79,8 @@ def _acquire(client: Any, names: list[str], lease_seconds: float) -> Any:
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 423:
                 raise
+            if not wait:
+                return None
             time.sleep(float(exc.response.headers.get("Retry-After") or 1.0))
             continue
         answer = response.json()
@@ -92,12 +96,39 @@ def _acquire(client: Any, names: list[str], lease_seconds: float) -> Any:
 
 @contextlib.contextmanager
 def hold(names: list[str], lease_seconds: float = LEASE_SECONDS) -> Iterator[None]:
-    """Hold one slot of every limit in ``names`` for the duration of the block."""
+    """Hold one slot of every limit in ``names`` for the duration of the block, waiting
+    while another run holds one."""
     if not names:
         yield
         return
     client = _current_client()
-    lease_id = _acquire(client, sorted(set(names)), lease_seconds)
+    with _leased(client, _acquire(client, sorted(set(names)), lease_seconds), names,
+                 lease_seconds):
+        yield
+
+
+@contextlib.contextmanager
+def hold_if_free(names: list[str], lease_seconds: float = LEASE_SECONDS) -> Iterator[bool]:
+    """Hold one slot of every limit in ``names`` for the duration of the block if none is
+    held by another run now (True), without waiting; else hold nothing (False). Taking many
+    locks in one request costs the Prefect server about as much as taking one (some 9 ms of
+    CPU for a take and its release)."""
+    if not names:
+        yield True
+        return
+    client = _current_client()
+    lease_id = _acquire(client, sorted(set(names)), lease_seconds, wait=False)
+    if lease_id is None:
+        yield False
+        return
+    with _leased(client, lease_id, names, lease_seconds):
+        yield True
+
+
+@contextlib.contextmanager
+def _leased(client: Any, lease_id: Any, names: list[str], lease_seconds: float
+            ) -> Iterator[None]:
+    """Keep the lease renewed for the duration of the block, and release it at the end."""
     stop = threading.Event()
 
     def renew() -> None:

@@ -8,6 +8,8 @@ value). A store that records no time for its current version counts as due.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,9 +133,14 @@ def lane_label(groups: list[list[Due]]) -> str:
       cache_policy=NO_CACHE, log_prints=False)
 def rotate_keys(label: str, groups: list[list[Due]], inventory: str) -> list[Outcome]:
     """Rotate the due API keys of each consumer group (see :func:`consumer_groups`) in
-    ``groups``, one group after another. Returns every outcome instead of raising, so one
-    failure does not stop the lane or the fleet."""
-    return [outcome for due in groups for outcome in each_group(rotate_group, due, inventory)]
+    ``groups``, one group after another. The lane takes the locks of all its secrets at once
+    when none is held elsewhere, else each group takes its own, waiting for a busy one.
+    Returns every outcome instead of raising, so one failure does not stop the lane or the
+    fleet."""
+    names = [lock_name(d.secret) for due in groups for d in due]
+    with locks.hold_if_free(names) as locked:
+        rotate = functools.partial(rotate_group, locked=locked)
+        return [outcome for due in groups for outcome in each_group(rotate, due, inventory)]
 
 
 def each_group(rotate: Callable[[list[Due], str], list[Outcome]], due: list[Due],
@@ -148,14 +155,14 @@ def each_group(rotate: Callable[[list[Due], str], list[Outcome]], due: list[Due]
                         "rotate-all") for d in due]
 
 
-def rotate_group(due: list[Due], inventory: str) -> list[Outcome]:
-    """Rotate the due API keys of one consumer group under their locks, environment by
-    environment (development, staging, production), one batch per environment
-    (:mod:`tasks.fleet_keys`). A key that failed in one environment is not rotated in the
-    next."""
+def rotate_group(due: list[Due], inventory: str, locked: bool = False) -> list[Outcome]:
+    """Rotate the due API keys of one consumer group under their locks (taken here unless
+    ``locked``), environment by environment (development, staging, production), one batch
+    per environment (:mod:`tasks.fleet_keys`). A key that failed in one environment is not
+    rotated in the next."""
     outcomes: list[Outcome] = []
     failed: set[str] = set()
-    with locks.hold([lock_name(d.secret) for d in due]):
+    with contextlib.nullcontext() if locked else locks.hold([lock_name(d.secret) for d in due]):
         for environment in ENVIRONMENT_ORDER:
             here = [d.secret for d in due if d.environment == environment]
             for secret in [s for s in here if s in failed]:
