@@ -2,7 +2,9 @@
 global resourceVersion, a bounded history of changes and the watchers that follow it.
 
 Every write runs :func:`sandbox.kube.strategy.prepare` (defaults, Secret data, generation).
-Writes may come from any thread; watchers and change listeners are always called on the
+A stored object is never changed in place: a write stores a new one. So a change event
+carries the stored object itself, which listeners and watchers only read (a watch copies it
+before it shapes its answer); readers and writers get copies. Writes may come from any thread; watchers and change listeners are always called on the
 event loop the store is bound to.
 """
 
@@ -28,7 +30,8 @@ _HISTORY = 20000
 
 @dataclass(frozen=True)
 class Change:
-    """One ADDED / MODIFIED / DELETED event of one object."""
+    """One ADDED / MODIFIED / DELETED event of one object (``obj``: read it, never change
+    it)."""
 
     type: str
     key: str
@@ -262,7 +265,7 @@ class Store:
         self._index(resource.key, ns, name, objects.get((ns, name)), add=False)
         self._index(resource.key, ns, name, stored, add=True)
         objects[(ns, name)] = stored
-        self._emit(Change(kind, resource.key, ns, name, self._rv, clone(stored)))
+        self._emit(Change(kind, resource.key, ns, name, self._rv, stored))
         return clone(stored)
 
     def _emit(self, change: Change) -> None:

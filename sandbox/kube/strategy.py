@@ -92,11 +92,11 @@ def prepare(
     A write of the main resource keeps the old status; a write of ``/status`` keeps
     everything but the status. ``metadata.generation`` moves when the spec changes.
     """
-    obj = clone(new)
     if status_only and old is not None:
         kept = clone(old)
-        kept["status"] = obj.get("status", {})
+        kept["status"] = clone(new.get("status", {}))
         return kept
+    obj = clone(new)
     if resource.key == "secrets":
         _secret(obj)
     elif resource.key == "deployments.apps":
