@@ -5,7 +5,12 @@ A watcher thread sends ``GET /v1/models`` with the leaked key every 10 ms and no
 refusal; the clock starts when the command starts. ``secretops leak openai --env staging``
 (the CLI, a cold Python process) and the ``respond-to-leak`` flow called in a warm process
 are both measured; the rest of the leak response (replace everywhere, audit, post-mortem)
-goes on after the key is refused and is timed separately."""
+goes on after the key is refused and is timed separately.
+
+Each is held to its own budget, 2x the floor plus Prefect's own run start, measured the same
+way: the warm flow against the bare call from this process and the run start of a flow in it;
+the cold CLI against the bare call from a new process (``curl -X DELETE``, as the runbook has
+it) and the start of a flow run in a new Python process (Prefect's import included)."""
 
 from __future__ import annotations
 
@@ -50,17 +55,63 @@ class RefusalWatcher(threading.Thread):
 
 
 def floor(bench: Bench) -> float:
-    """Mint a key, then time one DELETE and the first refusal."""
+    """Mint a key, then time one DELETE from this process and the first refusal."""
+    base, headers = _admin(bench)
+    value, key_id = _mint(bench)
+    began = time.monotonic()
+    httpx.delete(f"{base}/api_keys/{key_id}", headers=headers).raise_for_status()
+    _refused(bench, value)
+    return time.monotonic() - began
+
+
+def _mint(bench: Bench) -> tuple[str, str]:
+    """A new key at the provider: its value and its id."""
     base, headers = _admin(bench)
     created = httpx.post(f"{base}/service_accounts", headers=headers,
                          json={"name": "bench-floor"}).json()
-    value, key_id = created["api_key"]["value"], created["api_key"]["id"]
+    return created["api_key"]["value"], created["api_key"]["id"]
+
+
+def _refused(bench: Bench, value: str) -> None:
     models = f"{bench.info['providers']['openai']}/v1/models"
-    began = time.monotonic()
-    httpx.delete(f"{base}/api_keys/{key_id}", headers=headers).raise_for_status()
     while httpx.get(models, headers={"Authorization": f"Bearer {value}"}).status_code == 200:
         time.sleep(0.005)
+
+
+def cold_floor(bench: Bench) -> float:
+    """The bare call from a new process, as a responder types it: ``curl -X DELETE`` (the
+    admin key read from a header file, as the by-hand baseline does), to the first refusal."""
+    base, headers = _admin(bench)
+    header = Path(bench.info["dir"]) / "bench-admin-header"
+    header.touch(mode=0o600)
+    header.write_text(f"Authorization: {headers['Authorization']}\n")
+    value, key_id = _mint(bench)
+    began = time.monotonic()
+    subprocess.run(["curl", "-sS", "--fail", "-X", "DELETE", "-H", f"@{header}",
+                    f"{base}/api_keys/{key_id}"], check=True, capture_output=True, timeout=30)
+    _refused(bench, value)
     return time.monotonic() - began
+
+
+COLD_FLOW = """
+import asyncio, time
+from prefect import flow
+
+@flow(name="bench-cold-start")
+async def started() -> None:
+    print(time.time(), flush=True)
+
+asyncio.run(started())
+"""
+
+
+def cold_run_start(bench: Bench) -> float:
+    """From a new Python process's start to the body of a flow run in it: Prefect's import
+    and its run start, what a command that runs a flow pays before its first step."""
+    began = time.time()
+    out = subprocess.run([sys.executable, "-c", COLD_FLOW], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    return float(out.split()[0]) - began
 
 
 def _leaked(bench: Bench) -> str:
@@ -103,18 +154,28 @@ def leak(bench: Bench, command: Callable[[Bench], None]) -> dict[str, float]:
 
 def run(bench: Bench, repeats: int, run_start_s: float | None) -> dict[str, Any]:
     floors = [floor(bench) for _ in range(max(5, repeats))]
+    cold_floors = [cold_floor(bench) for _ in range(max(5, repeats))]
+    cold_starts = [cold_run_start(bench) for _ in range(repeats)]
     cli = [leak(bench, _cli) for _ in range(repeats)]
     flow = [leak(bench, _flow) for _ in range(repeats)]
-    base = median(floors)
+    base, cold_base, cold_start = median(floors), median(cold_floors), median(cold_starts)
     budget = 2 * base + (run_start_s or 0.0)
-    rows = [["bare revoke call (floor)", base, "-"],
-            ["secretops leak (CLI, cold)", median([r["to_refused_s"] for r in cli]),
-             median([r["whole_response_s"] for r in cli])],
-            ["respond-to-leak flow (warm)", median([r["to_refused_s"] for r in flow]),
-             median([r["whole_response_s"] for r in flow])]]
+    cold_budget = 2 * cold_base + cold_start
+    cli_s, flow_s = (median([r["to_refused_s"] for r in runs]) for runs in (cli, flow))
+    rows = [["bare revoke call, this process (floor)", base, "-", "-"],
+            ["curl -X DELETE, new process (cold floor)", cold_base, "-", "-"],
+            ["respond-to-leak flow (warm)", flow_s,
+             median([r["whole_response_s"] for r in flow]),
+             f"{budget:.2f} ({'met' if flow_s <= min(budget, 3) else 'not met'})"],
+            ["secretops leak (CLI, cold)", cli_s, median([r["whole_response_s"] for r in cli]),
+             f"{cold_budget:.2f} ({'met' if cli_s <= min(cold_budget, 3) else 'not met'})"]]
     print(table(f"Time to revoke a leaked OpenAI key in {ENV} (median of {repeats})",
-                ["how", "to refused (s)", "whole response (s)"], rows))
-    print(f"\nTarget: within 3 s, and within 2x the floor plus Prefect's own run start "
-          f"({run_start_s if run_start_s is not None else '?'} s) = {budget:.2f} s")
-    return {"floor_s": floors, "cli": cli, "flow": flow, "prefect_run_start_s": run_start_s,
-            "budget_s": round(budget, 3)}
+                ["how", "to refused (s)", "whole response (s)", "budget (s)"], rows))
+    print(f"\nTarget: within 3 s, and within 2x the floor plus Prefect's own run start. Warm: "
+          f"2 x {base:.3f} + {run_start_s if run_start_s is not None else '?'} (a flow run's "
+          f"start in this process) = {budget:.2f} s. Cold: 2 x {cold_base:.3f} + "
+          f"{cold_start:.2f} (a new Python process to its flow's body) = {cold_budget:.2f} s; "
+          f"the warm budget for the CLI would be {budget:.2f} s.")
+    return {"floor_s": floors, "cold_floor_s": cold_floors, "cold_run_start_s": cold_starts,
+            "cli": cli, "flow": flow, "prefect_run_start_s": run_start_s,
+            "budget_s": round(budget, 3), "cold_budget_s": round(cold_budget, 3)}

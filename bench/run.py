@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pod-start", default="0.3,3",
                         help="fleet: seconds a pod takes to start, one scenario each "
                              "(0.3 is the sandbox's own)")
-    parser.add_argument("--concurrency", default="16,32",
+    parser.add_argument("--concurrency", default="32,64",
                         help="fleet: rotate-all concurrency, one per --pod-start (or one for all)")
     parser.add_argument("--smoke", action="store_true",
                         help="one repeat, a fleet of 2: checks that the benchmarks run")
