@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
@@ -26,6 +27,7 @@ from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
 from tasks.fleet_keys import Batch, rotate_batch
 
+T = TypeVar("T")
 API_KEY_KINDS = (SecretKind.openai_api_key, SecretKind.anthropic_api_key)
 READERS = 8
 
@@ -113,7 +115,7 @@ def consumer_groups(inventory: str, secrets: list[str]) -> list[list[str]]:
     return [sorted(group) for group in groups if group]
 
 
-def lanes(groups: list[list[Due]], width: int) -> list[list[list[Due]]]:
+def lanes(groups: list[T], width: int) -> list[list[T]]:
     """``groups`` dealt round-robin into at most ``width`` lanes: a fleet run is one task per
     lane, each lane rotating its groups one after another. (A task run per group cost the
     Prefect server about 13 ms of CPU and the flow's process about 5 ms, more than a key's

@@ -77,3 +77,20 @@ def test_a_lock_never_created_is_an_error(prefect_server: PrefectServer) -> None
             locks.hold([existing, "secretops-secret-never-made"]):
         pass
     assert _active_slots(existing) == 0
+
+
+def test_hold_if_free_takes_all_at_once_or_nothing_without_waiting(
+        prefect_server: PrefectServer) -> None:
+    one, two = _limit(), _limit()
+    with locks.hold_if_free([one, two]) as held:
+        assert held
+        assert (_active_slots(one), _active_slots(two)) == (1, 1)
+    assert (_active_slots(one), _active_slots(two)) == (0, 0)
+
+    with locks.hold([two]):
+        began = time.monotonic()
+        with locks.hold_if_free([one, two]) as held:
+            assert not held
+            assert (_active_slots(one), _active_slots(two)) == (0, 1)
+        assert time.monotonic() - began < 1.0
+    assert (_active_slots(one), _active_slots(two)) == (0, 0)

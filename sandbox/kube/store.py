@@ -4,8 +4,9 @@ global resourceVersion, a bounded history of changes and the watchers that follo
 Every write runs :func:`sandbox.kube.strategy.prepare` (defaults, Secret data, generation).
 A stored object is never changed in place: a write stores a new one. So a change event
 carries the stored object itself, which listeners and watchers only read (a watch copies it
-before it shapes its answer); readers and writers get copies. Writes may come from any thread; watchers and change listeners are always called on the
-event loop the store is bound to.
+before it shapes its answer); readers and writers get copies. Writes may come from any
+thread; watchers and change listeners are always called on the event loop the store is bound
+to.
 """
 
 from __future__ import annotations

@@ -2,19 +2,27 @@
 that share the backend Deployment restarted together, the rotation time recorded in the
 Kubernetes Secret so that the next run finds nothing due; a fleet run that keeps going while
 the provider throttles half of its requests; a key refused after the restart rolled back
-while the rest of the run goes on."""
+while the rest of the run goes on; a run that waits for a secret another run holds; the
+listing of a provider's keys shared by a fleet's revocations."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from flows.rotate_all import rotate_all
+from secretops import locks
 from secretops.models import Stage
+from secretops.prefect_setup import lock_name
 from secretops.staging import stage_key
+from tasks.api_keys import shared_listings
+from tasks.fleet import lanes
 from tests.faults.test_matrix import assert_db_converged, remember_db
 from tests.flows.api_key_world import (
     assert_converged,
@@ -116,3 +124,56 @@ def test_rotate_all_rolls_back_a_key_refused_after_the_restart(world: World) -> 
     assert not world.wiring.provider("openai").check_key(watcher.revoked)
     assert lock_slots("openai") == 0
     assert_db_converged(world, ENV)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_rotate_all_waits_for_a_secret_another_run_holds(world: World) -> None:
+    """Another run holds the OpenAI key's lock for two seconds: the lane cannot take all its
+    locks at once, takes its groups' locks one group at a time, waits for the busy one and
+    then rotates it."""
+    old = assert_converged(world, "openai", ENV)
+    world.seen.append(old)
+    holding = threading.Event()
+
+    def other_run() -> None:
+        with locks.hold([lock_name("openai")]):
+            holding.set()
+            time.sleep(2)
+
+    other = threading.Thread(target=contextvars.copy_context().run, args=(other_run,))
+    other.start()
+    assert holding.wait(20)
+    began = time.monotonic()
+    state = run(world, force=True)
+    waited = time.monotonic() - began
+    other.join(20)
+    remember_all(world, "openai", ENV)
+    remember_db(world, ENV)
+    assert state.message == "2 rotated, 0 failed and rolled back, 1 waiting for a person"
+    assert waited > 1.5
+    assert assert_converged(world, "openai", ENV) != old
+    assert not world.wiring.provider("openai").check_key(old)
+    assert lock_slots("openai") == 0
+
+
+def test_a_shared_listing_is_taken_again_only_for_a_key_it_does_not_have(world: World) -> None:
+    provider = world.wiring.provider("openai")
+    with shared_listings() as listings:
+        first = listings.keys(provider, [])
+        new = provider.create_key("secretops-test-shared-listing")
+        world.seen.append(new.value)
+        try:
+            assert listings.keys(provider, []) is first
+            again = listings.keys(provider, [new.value])
+            assert new.key.id not in {key.id for key in first}
+            assert new.key.id in {key.id for key in again}
+            assert listings.keys(provider, [new.value]) is again
+        finally:
+            assert provider.revoke_key(new.key.id)
+
+
+def test_groups_are_dealt_round_robin_into_at_most_the_concurrency_lanes() -> None:
+    groups = [[f"g{i}"] for i in range(7)]
+    assert lanes(groups, 3) == [[["g0"], ["g3"], ["g6"]], [["g1"], ["g4"]], [["g2"], ["g5"]]]
+    assert lanes(groups[:2], 8) == [[["g0"]], [["g1"]]]
+    assert lanes([], 4) == []
