@@ -9,7 +9,8 @@ rotations of the application never start in the same minute and development goes
     staging       + 20 minutes
     production    + 40 minutes
 
-The access audit runs weekly; the leak response and break-glass run on demand only. The
+The access audit runs weekly; rotate-all (everything that is due), the leak response and
+break-glass run on demand only. The
 names below are the contract between ``prefect.yaml``, ``secretops setup`` and the docs;
 ``deployments/check.py`` verifies that ``prefect.yaml`` says exactly what this module derives.
 """
@@ -57,6 +58,9 @@ FLOWS = [
               "Runbook: Rotate API Keys (monthly per key and environment; on demand from the UI)"),
     FlowEntry("rotate-db-password", "flows/rotate_db_password.py:rotate_db_password", True,
               "Runbook: Rotate Database Password (monthly per environment; on demand)"),
+    FlowEntry("rotate-all", "flows/rotate_all.py:rotate_all", False,
+              "Runbook: Secret Rotation, every secret that is due (on demand: to catch up after "
+              "an outage; force=true rotates all)"),
     FlowEntry("audit-access", "flows/audit_access.py:audit_access", True,
               "Runbook: Access Audit (weekly)"),
     FlowEntry("respond-to-leak", "flows/respond_to_leak.py:respond_to_leak", False,

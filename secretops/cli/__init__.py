@@ -23,6 +23,7 @@ Examples:
   secretops setup                                      work pools, locks, blocks, automations
   secretops rotate api-key openai --env staging        rotate one key, verify, revoke the old
   secretops rotate db-password --env production        rotate without downtime (alternating)
+  secretops rotate all --dry-run                       what is due; without --dry-run, rotate it
   secretops leak openai --all-envs --since 2026-11-28T10:00Z   revoke now, replace, audit
   secretops scan --inventory .sandbox/inventory.yaml   prove no secret value reached Prefect
 """
@@ -102,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rotate = sub.add_parser("rotate", help="rotate a secret: create, set, propagate, test, "
                             "finish (rolls back on failure)",
-                            description="Rotate a secret in one environment, following the "
-                            "rotation protocol; the old credential is revoked only after the new "
-                            "one is verified in every consumer.")
+                            description="Rotate a secret in one environment (or, with `all`, "
+                            "every secret that is due), following the rotation protocol; the "
+                            "old credential is revoked only after the new one is verified in "
+                            "every consumer.")
     rsub = rotate.add_subparsers(dest="rotate_command", metavar="WHAT", required=True)
     p = command("api-key", "rotate an OpenAI or Anthropic API key", commands.rotate_api_key, rsub)
     p.add_argument("secret", help="secret id from the inventory (openai, anthropic)")
@@ -121,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the old credentials' sessions after the switch")
     p.add_argument("--reason", default="scheduled rotation", help="recorded in the report")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p = command("all", "rotate every secret that is due (its schedule fired since its last "
+                "rotation), keys sharing a Deployment together, in lanes; one report",
+                commands.rotate_all, rsub)
+    p.add_argument("--env", action="append", default=None,
+                   choices=["development", "staging", "production"],
+                   help="an environment to rotate in (repeatable; default: all of them)")
+    p.add_argument("--force", action="store_true", help="rotate every secret, due or not")
+    p.add_argument("--max-concurrency", type=int, default=8, metavar="N",
+                   help="lanes of consumer groups rotating at once (default: 8)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="report what is due, change nothing")
 
     p = command("setup", "prepare the Prefect server: work pools, per-secret locks, credential "
                 "blocks from environment variables, notification and automations (idempotent)",

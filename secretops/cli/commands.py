@@ -98,6 +98,12 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     return runs.rotate_db_password(args)
 
 
+def rotate_all(args: argparse.Namespace) -> int:
+    from secretops.cli import runs
+
+    return runs.rotate_all(args)
+
+
 def setup(args: argparse.Namespace) -> int:
     from secretops.inventory import load_inventory
     from secretops.setup import KubernetesJob, run_setup

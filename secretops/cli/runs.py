@@ -59,6 +59,24 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     return _finish(result)
 
 
+def rotate_all(args: argparse.Namespace) -> int:
+    """Prints the run's report (every secret, due or not, and how it went). Keys only a person
+    can create are not asked for here: the report lists them as waiting for a person
+    (``secretops rotate api-key`` asks for each)."""
+    from flows.common import run_in_process
+    from flows.rotate_all import rotate_all as flow
+
+    if args.max_concurrency < 1:
+        raise SecretopsError("--max-concurrency must be at least 1")
+    path = _prepare(args.inventory)
+    state = run_in_process(flow(environments=args.env, max_concurrency=args.max_concurrency,
+                                force=args.force, dry_run=args.dry_run, inventory=path,
+                                return_state=True))
+    if state.is_completed():
+        print(state.result(), flush=True)
+    return _finish(state)
+
+
 def leak(args: argparse.Namespace) -> int:
     """The flow starts at once and revokes before anything else; the report time is this
     command's start, so the post-mortem shows the time from the command to revocation."""

@@ -63,7 +63,8 @@ def test_check_finds_each_kind_of_disagreement(tmp_path: Path) -> None:
         deployments[0]["concurrency_limit"] = 2
         deployments[0]["work_pool"] = {"name": "secretops-process", "job_variables": {
             "env": {"OPENAI_ADMIN_KEY": "{{ prefect.blocks.secret.openai-admin-key }}"}}}
-        deployments[3]["schedules"] = [{"slug": "x", "cron": "0 1 * * *", "timezone": "UTC"}]
+        on_demand = next(d for d in deployments if "respond_to_leak" in d["entrypoint"])
+        on_demand["schedules"] = [{"slug": "x", "cron": "0 1 * * *", "timezone": "UTC"}]
         del deployments[1]["schedules"][0]["timezone"]
 
     problems = "\n".join(check(write_variant(tmp_path, same_minute), inventory))

@@ -130,6 +130,24 @@ def test_scheduled_run_of_each_rotation_completes(
     assert_prefect_clean([*old, *new, *admin], run.id)
 
 
+def test_rotate_all_runs_from_its_deployment(deployed: Stack, assert_prefect_clean: Any) -> None:
+    from prefect.deployments import run_deployment
+
+    inventory = load_inventory(deployed.inventory)
+    wiring = Wiring(inventory)
+    old = current(wiring, "openai", "staging") + current(wiring, "db-password", "staging")
+    run = run_deployment("rotate-all/intelliprompt", timeout=RUN_TIMEOUT,
+                         parameters={"environments": ["staging"], "force": True})
+    assert run.state is not None and run.state.is_completed(), (run.state, deployed.worker_log)
+    assert (run.state.message or "").startswith("2 rotated, 0 failed"), run.state.message
+    new = current(wiring, "openai", "staging") + current(wiring, "db-password", "staging")
+    assert set(new).isdisjoint(old)
+    assert not wiring.provider("openai").check_key(old[0])
+    admin = [resolve_credential(inventory, name) for name in inventory.credentials
+             if inventory.credentials[name].block is not None]
+    assert_prefect_clean([*old, *new, *admin], run.id)
+
+
 def test_a_failed_run_notifies_the_webhook(deployed: Stack) -> None:
     from prefect.deployments import run_deployment
 

@@ -30,9 +30,10 @@ from tests.flows.api_key_world import (
     lock_slots,
     mint_console_key,
     remember_all,
+    secretops_cli,
 )
 from tests.flows.conftest import World
-from tests.flows.test_rotate_api_key_faults import RevokeWhenPromoted
+from tests.flows.test_rotate_api_key_faults import RevokeWhenPromoted, snapshot
 
 ENV = "staging"
 REVISION = "deployment.kubernetes.io/revision"
@@ -177,3 +178,19 @@ def test_groups_are_dealt_round_robin_into_at_most_the_concurrency_lanes() -> No
     assert lanes(groups, 3) == [[["g0"], ["g3"], ["g6"]], [["g1"], ["g4"]], [["g2"], ["g5"]]]
     assert lanes(groups[:2], 8) == [[["g0"]], [["g1"]]]
     assert lanes([], 4) == []
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_cli_dry_run_reports_every_secret_and_changes_nothing(world: World, kubectl: Any) -> None:
+    before = {secret: snapshot(world, kubectl, secret, ENV) for secret in ("openai", "anthropic")}
+    done = secretops_cli("rotate", "all", "--env", ENV, "--force", "--dry-run",
+                         "--inventory", world.path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dry run: nothing changed" in done.stdout
+    for secret in ("openai", "anthropic", "db-password"):
+        assert f"{secret} in {ENV}: last rotated" in done.stdout, done.stdout
+    assert {secret: snapshot(world, kubectl, secret, ENV)
+            for secret in ("openai", "anthropic")} == before
+    refused = secretops_cli("rotate", "all", "--max-concurrency", "0", "--inventory", world.path)
+    assert refused.returncode != 0
+    assert "--max-concurrency must be at least 1" in refused.stderr + refused.stdout
