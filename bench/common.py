@@ -29,6 +29,21 @@ class Bench:
     api_url: str
     prefect_pid: int = 0
 
+    def settle(self, timeout: float = 30.0, idle_share: float = 0.05) -> float:
+        """Wait until the sandbox and the Prefect server are idle (each under ``idle_share``
+        of a core over half a second), so that what one benchmark left behind (the server
+        records a burst of events in batches, for seconds) does not slow the next one's
+        measurements. Returns the seconds waited."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            before = self.cpu_seconds()
+            time.sleep(0.5)
+            after = self.cpu_seconds()
+            if all(after[who] - before[who] < idle_share * 0.5
+                   for who in ("sandbox", "Prefect server")):
+                break
+        return time.monotonic() - began
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by this process, the sandbox (supervisor and
         its children) and the Prefect server (with its children)."""

@@ -52,17 +52,17 @@ def main(argv: list[str] | None = None) -> int:
                                           f"Python {platform.python_version()}"}
     with common.world() as bench:
         if "overhead" in chosen:
-            summary["overhead"] = _run("overhead", lambda: __import__(
+            summary["overhead"] = _run("overhead", bench, lambda: __import__(
                 "bench.overhead").overhead.run(bench, repeats))
         if "rotation" in chosen:
-            summary["rotation"] = _run("rotation", lambda: __import__(
+            summary["rotation"] = _run("rotation", bench, lambda: __import__(
                 "bench.rotation").rotation.run(bench, repeats))
         if "revoke" in chosen:
             start = summary.get("overhead", {}).get("run_start_s")
-            summary["revoke"] = _run("revoke", lambda: __import__(
+            summary["revoke"] = _run("revoke", bench, lambda: __import__(
                 "bench.revoke").revoke.run(bench, repeats, start))
         if "fleet" in chosen:
-            summary["fleet"] = _run("fleet", lambda: __import__(
+            summary["fleet"] = _run("fleet", bench, lambda: __import__(
                 "bench.fleet").fleet.run(bench, sizes, scenarios))
     summary["total_s"] = round(time.monotonic() - began, 1)
     path = common.save("latest" if not args.smoke else "smoke", summary)
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(name: str, call: Any) -> dict[str, Any]:
+def _run(name: str, bench: common.Bench, call: Any) -> dict[str, Any]:
     print(f"\n== {name} ==", flush=True)
+    print(f"(the sandbox and the Prefect server idle after {bench.settle():.1f} s)", flush=True)
     began = time.monotonic()
     data: dict[str, Any] = call()
     data["bench_s"] = round(time.monotonic() - began, 1)
