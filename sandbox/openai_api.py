@@ -98,6 +98,7 @@ class OpenAIState:
         self._admin_keys: set[str] = set()
         self.service_accounts: dict[str, ServiceAccount] = {}
         self.keys: dict[str, OpenAIKey] = {}
+        self._by_value: dict[str, str] = {}  # key value -> key id: every request looks one up
 
     def create_admin_key(self) -> str:
         value = new_key_value("sk-admin-")
@@ -126,6 +127,7 @@ class OpenAIState:
             self.projects.add(project_id)
             self.service_accounts[account.id] = account
             self.keys[key.id] = key
+            self._by_value[key.value] = key.id
         return account, key.value
 
     def mint_service_account_key(self, project_id: str, name: str) -> tuple[str, str]:
@@ -137,15 +139,14 @@ class OpenAIState:
     def use_key(self, value: str) -> OpenAIKey | None:
         """The active key with this value, marked as used now; None if there is none."""
         with self._lock:
-            for key in self.keys.values():
-                if key.value == value:
-                    key.last_used_at = int(time.time())
-                    return key
-        return None
+            key = self.keys.get(self._by_value.get(value, ""))
+            if key is not None:
+                key.last_used_at = int(time.time())
+            return key
 
     def key_for_value(self, value: str) -> OpenAIKey | None:
         with self._lock:
-            return next((key for key in self.keys.values() if key.value == value), None)
+            return self.keys.get(self._by_value.get(value, ""))
 
     def project_keys(self, project_id: str) -> list[OpenAIKey]:
         with self._lock:
@@ -160,6 +161,8 @@ class OpenAIState:
     def delete_key(self, key_id: str) -> OpenAIKey | None:
         with self._lock:
             key = self.keys.pop(key_id, None)
+            if key is not None:
+                self._by_value.pop(key.value, None)
             if key is not None and key.service_account_id in self.service_accounts:
                 self.service_accounts[key.service_account_id].key_id = None
             return key
@@ -168,7 +171,9 @@ class OpenAIState:
         with self._lock:
             account = self.service_accounts.pop(account_id, None)
             if account is not None and account.key_id is not None:
-                self.keys.pop(account.key_id, None)
+                key = self.keys.pop(account.key_id, None)
+                if key is not None:
+                    self._by_value.pop(key.value, None)
             return account
 
     def key_json(self, key: OpenAIKey) -> dict[str, Any]:

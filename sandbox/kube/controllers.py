@@ -122,8 +122,7 @@ class Controllers:
         }
         if status != rs.get("status"):
             rs["status"] = status
-            self.store.update(by_key(REPLICASETS), rs, namespace=namespace, status_only=True,
-                              check_version=False)
+            self.store.write_status(by_key(REPLICASETS), rs)
 
     def _new_pod(self, rs: dict[str, Any]) -> dict[str, Any]:
         template = clone(rs["spec"]["template"])
@@ -231,8 +230,7 @@ class Controllers:
         status = rollout.deployment_status(deployment, current, new_now, created)
         if status != deployment.get("status"):
             deployment["status"] = status
-            self.store.update(by_key(DEPLOYMENTS), deployment, status_only=True,
-                              check_version=False)
+            self.store.write_status(by_key(DEPLOYMENTS), deployment)
         deadline = int(deployment["spec"].get("progressDeadlineSeconds", 600))
         delay = rollout.seconds_to_deadline(status, deadline)
         key = (deployment["metadata"]["namespace"], deployment["metadata"]["name"])

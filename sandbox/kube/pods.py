@@ -170,7 +170,7 @@ class Kubelet:
         status = clone(pod.get("status") or {})
         status.update(changes)
         pod["status"] = status
-        self.store.update(by_key(PODS), pod, status_only=True, check_version=False)
+        self.store.write_status(by_key(PODS), pod)
 
     def _status(self, running: RunningPod, started_at: str, ready: bool) -> dict[str, Any]:
         flag = "True" if ready else "False"
