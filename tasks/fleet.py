@@ -3,7 +3,9 @@
 A secret is due in an environment when its schedule (cron, in its time zone) has fired since
 the last rotation, which is the ``created_at`` of the current version in the environment's
 primary store (a Kubernetes Secret records it in an annotation when a rotation promotes a
-value). A store that records no time for its current version counts as due.
+value). A store that records no time for its current version counts as due, and so does one
+that holds a pending version: a rotation was interrupted (its run killed, say, after the new
+value became current but before the old one was revoked), and this run finishes it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from secretops import locks
+from secretops.inventory import SecretSpec
 from secretops.models import Environment, SecretKind, Stage
 from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
@@ -56,6 +59,11 @@ class Outcome:
     detail: str
 
 
+def _last_fire(spec: SecretSpec, now: datetime) -> datetime | None:
+    schedule = spec.schedule
+    return last_fire(schedule.cron, schedule.timezone, now) if schedule else None
+
+
 def last_fire(cron: str, timezone: str, now: datetime) -> datetime:
     """The latest time at or before ``now`` at which ``cron`` fires, in UTC."""
     local = now.astimezone(ZoneInfo(timezone)).replace(microsecond=0) + timedelta(seconds=1)
@@ -67,8 +75,8 @@ def last_fire(cron: str, timezone: str, now: datetime) -> datetime:
       persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def find_due_rotations(inventory: str, environments: list[str], force: bool) -> list[Due]:
     """Every (secret, environment) of the inventory in ``environments``, due or not, with the
-    last rotation time read from the primary store's current version (``READERS`` stores
-    read at a time)."""
+    last rotation time read from the primary store's current version, and for those not on
+    schedule whether it holds a pending version (``READERS`` stores read at a time)."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     now = datetime.now(UTC)
     pairs = [(secret_id, env) for secret_id in inv.secret_ids()
@@ -76,17 +84,29 @@ def find_due_rotations(inventory: str, environments: list[str], force: bool) -> 
     with ThreadPoolExecutor(max_workers=READERS) as pool:
         versions = list(pool.map(
             lambda pair: wiring.stores(*pair)[0].version(Stage.current), pairs))
+        fires = [_last_fire(inv.secret(secret_id), now) for secret_id, _ in pairs]
+        scheduled = [force or version is None or version.created_at is None
+                     or (fire is not None and version.created_at < fire)
+                     for version, fire in zip(versions, fires, strict=True)]
+
+        def unfinished(pair: tuple[str, Environment], on_schedule: bool) -> bool:
+            """Whether a rotation that is not on schedule was interrupted (one read)."""
+            return not on_schedule and (
+                wiring.stores(*pair)[0].version(Stage.pending) is not None)
+
+        interrupted = list(pool.map(unfinished, pairs, scheduled))
     found = []
-    for (secret_id, env), version in zip(pairs, versions, strict=True):
+    for (secret_id, env), version, fire, on_schedule, resume in zip(
+            pairs, versions, fires, scheduled, interrupted, strict=True):
         spec = inv.secret(secret_id)
         last = version.created_at if version is not None else None
-        fire = last_fire(spec.schedule.cron, spec.schedule.timezone, now) \
-            if spec.schedule else None
-        due = force or last is None or (fire is not None and last < fire)
+        due = on_schedule or resume
         note = "forced" if force else (
             "no rotation time recorded in the store" if last is None and version
             else "no current version" if version is None
-            else "schedule fired since the last rotation" if due else "not due")
+            else "schedule fired since the last rotation" if on_schedule
+            else "a pending version is staged (an interrupted rotation, or a key a person "
+                 "staged): rotate with it" if resume else "not due")
         found.append(Due(secret_id, env.value, spec.kind.value,
                          f"{last:%Y-%m-%d %H:%M}" if last else "unknown",
                          f"{fire:%Y-%m-%d %H:%M}" if fire else "no schedule", due, note))

@@ -3,7 +3,8 @@ that share the backend Deployment restarted together, the rotation time recorded
 Kubernetes Secret so that the next run finds nothing due; a fleet run that keeps going while
 the provider throttles half of its requests; a key refused after the restart rolled back
 while the rest of the run goes on; a run that waits for a secret another run holds; the
-listing of a provider's keys shared by a fleet's revocations."""
+listing of a provider's keys shared by a fleet's revocations; a run killed in a lane, after
+the new key became current, and a rerun that finishes the job though nothing is due."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from flows.rotate_all import rotate_all
 from secretops import locks
 from secretops.models import Stage
-from secretops.prefect_setup import lock_name
+from secretops.prefect_setup import lock_name, release_lock
 from secretops.staging import stage_key
 from tasks.api_keys import shared_listings
 from tasks.fleet import lanes
@@ -33,6 +34,7 @@ from tests.flows.api_key_world import (
     secretops_cli,
 )
 from tests.flows.conftest import World
+from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 from tests.flows.test_rotate_api_key_faults import RevokeWhenPromoted, snapshot
 
 ENV = "staging"
@@ -194,3 +196,33 @@ def test_cli_dry_run_reports_every_secret_and_changes_nothing(world: World, kube
     refused = secretops_cli("rotate", "all", "--max-concurrency", "0", "--inventory", world.path)
     assert refused.returncode != 0
     assert "--max-concurrency must be at least 1" in refused.stderr + refused.stdout
+
+
+@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.parametrize("after", ["update_secret", "restart_pods"])
+def test_rotate_all_killed_in_a_lane_then_rerun_finishes_the_rotation(world: World,
+                                                                       after: str) -> None:
+    """SIGKILL right after a lane's step: the new OpenAI key is current (or staged) and the
+    old one still works. The rerun, not forced, finds the key not due by its schedule but
+    holding a pending version, finishes the rotation and revokes the old key."""
+    old = assert_converged(world, "openai", ENV)
+    world.seen.append(old)
+    run_id = run_until_killed("flows.rotate_all:rotate_all", f"step:{after}", {
+        "environments": [ENV], "force": True, "inventory": world.path, "max_concurrency": 2,
+    }, timeout=180)
+    remember_all(world, "openai", ENV)
+    assert world.wiring.stores("openai", ENV)[0].read(Stage.pending) is not None
+    assert world.wiring.provider("openai").check_key(old)
+    mark_crashed_and_unlock(run_id, "openai")
+    release_lock("anthropic")  # the lane held the locks of its whole group
+
+    state = run(world)
+
+    remember_all(world, "openai", ENV)
+    remember_db(world, ENV)
+    report = str(state.result())
+    assert "openai in staging" in report and "a pending version is staged" in report, report
+    assert assert_converged(world, "openai", ENV) != old
+    assert not world.wiring.provider("openai").check_key(old)
+    assert lock_slots("openai") == lock_slots("anthropic") == 0
+    assert_db_converged(world, ENV)

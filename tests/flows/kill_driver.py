@@ -12,7 +12,9 @@
 - ``pending-stored``: right after a store has saved the pending version (inside the first
   step, before the step reports back);
 - ``key-created``: right after the provider created the new key, before any store holds it
-  (the key is then known only to the provider: an orphan for the next run to revoke).
+  (the key is then known only to the provider: an orphan for the next run to revoke);
+- ``step:NAME``: right after a rotate-all lane has run the runbook step ``NAME``
+  (``step:update_secret``); a lane runs its steps as plain calls, not task runs.
 
 Before dying the driver prints ``FLOW_RUN_ID <uuid>`` so the test can mark the run Crashed,
 as the zombie automation would. If the flow finishes without reaching the kill point the
@@ -37,6 +39,7 @@ from typing import Any
 from prefect import Task
 
 IN_STEP = ("pending-stored", "key-created")
+FLEET_STEP = "step:"
 
 
 _DYING = threading.Lock()
@@ -85,6 +88,21 @@ def kill_in_step(point: str, inventory: str) -> None:
     provider.create_key = killing(provider.create_key)
 
 
+def kill_after_fleet_step(name: str) -> None:
+    """Make a rotate-all lane die right after it has run the step ``name``."""
+    import tasks.fleet_keys as fleet_keys
+
+    run_step = fleet_keys.run_step
+
+    def wrapper(step: Task[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = run_step(step, *args, **kwargs)
+        if step.name == name:
+            die()
+        return result
+
+    fleet_keys.run_step = wrapper
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("flow", help="module:function of the flow")
@@ -98,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         from flows.common import inventory_path
 
         kill_in_step(args.after, inventory_path(params.get("inventory")))
+    elif args.after.startswith(FLEET_STEP):
+        kill_after_fleet_step(args.after.removeprefix(FLEET_STEP))
     else:
         task_module, _, task_name = args.after.rpartition(":")
         owner = importlib.import_module(task_module) if task_module else module

@@ -65,6 +65,21 @@ class KubeWorld:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
 
+    def rollout_restart(self, namespace: str, deployment: str = "backend") -> None:
+        """``kubectl rollout restart``. kubectl stamps the restart to the second and refuses a
+        second one within the same second (the patch would change nothing); as an operator
+        would, wait and ask again."""
+        for _ in range(3):
+            result = self.kubectl("rollout", "restart", f"deployment/{deployment}", "-n",
+                                  namespace, check=False)
+            if result.returncode == 0:
+                return
+            if "within the past second" not in result.stderr:
+                break
+            time.sleep(1)
+        raise AssertionError(f"kubectl rollout restart deployment/{deployment} failed: "
+                             f"{result.stderr}")
+
     def api(self, context: str = "sandbox") -> k8s.ApiClient:
         return k8s_config.new_client_from_config(str(self.kubeconfig), context=context)
 

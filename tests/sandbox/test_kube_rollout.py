@@ -34,7 +34,7 @@ def _pods(world: KubeWorld, ns: str) -> list[k8s.V1Pod]:
 def test_rollout_restart_replaces_every_pod(world: KubeWorld) -> None:
     before = {p.metadata.name for p in _pods(world, STAGING)}
     started = time.monotonic()
-    world.kubectl("rollout", "restart", "deployment/backend", "-n", STAGING)
+    world.rollout_restart(STAGING)
     out = world.kubectl("rollout", "status", "deployment/backend", "-n", STAGING,
                         "--timeout=60s").stdout
     assert out.strip().endswith('deployment "backend" successfully rolled out')
@@ -55,7 +55,7 @@ def test_revoked_key_stalls_the_rollout_until_the_deadline(world: KubeWorld) -> 
     good = _secret(world, STAGING, "api-keys")["openai"]
     serving = {p.metadata.name for p in _pods(world, STAGING)}
     core.patch_namespaced_secret("api-keys", STAGING, {"stringData": {"openai": "sk-revoked"}})
-    world.kubectl("rollout", "restart", "deployment/backend", "-n", STAGING)
+    world.rollout_restart(STAGING)
     failed = world.kubectl("rollout", "status", "deployment/backend", "-n", STAGING,
                            "--timeout=60s", check=False)
     assert failed.returncode != 0
@@ -69,7 +69,7 @@ def test_revoked_key_stalls_the_rollout_until_the_deadline(world: KubeWorld) -> 
     assert "FATAL: OpenAI API key refused (401 invalid_api_key)" in log
     assert "API initialized" not in log and "sk-revoked" not in log
     core.patch_namespaced_secret("api-keys", STAGING, {"stringData": {"openai": good}})
-    world.kubectl("rollout", "restart", "deployment/backend", "-n", STAGING)
+    world.rollout_restart(STAGING)
     out = world.kubectl("rollout", "status", "deployment/backend", "-n", STAGING,
                         "--timeout=60s").stdout
     assert "successfully rolled out" in out
