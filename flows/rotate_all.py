@@ -58,6 +58,13 @@ class FleetRotationFailed(SecretopsError):
     """At least one rotation of the fleet run failed (each was rolled back)."""
 
 
+def _said(outcome: Outcome) -> str:
+    """How a rotation went, its status first (once)."""
+    if outcome.detail.startswith(outcome.status):
+        return outcome.detail
+    return f"{outcome.status}: {outcome.detail}"
+
+
 def due_table(found: list[Due], outcomes: list[Outcome]) -> list[str]:
     """One line per (secret, environment): when it was last rotated, whether it was due and
     how its rotation went. Ids and times only."""
@@ -65,7 +72,7 @@ def due_table(found: list[Due], outcomes: list[Outcome]) -> list[str]:
     lines = []
     for d in found:
         outcome = done.get((d.secret, d.environment))
-        result = (f"{outcome.status}: {outcome.detail} ({outcome.seconds:.1f} s)" if outcome
+        result = (f"{_said(outcome)} ({outcome.seconds:.1f} s)" if outcome
                   else ("due" if d.due else "not due"))
         lines.append(f"{d.secret} in {d.environment}: last rotated {d.last_rotated}, schedule "
                      f"last fired {d.last_fire} ({d.note}): {result}")

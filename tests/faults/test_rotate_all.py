@@ -67,6 +67,9 @@ def test_rotate_all_restarts_shared_consumers_once_and_records_the_time(world: W
     state = run(world, force=True, max_concurrency=4)
 
     assert state.message == "3 rotated, 0 failed and rolled back, 0 waiting for a person"
+    report = str(state.result())
+    assert "(forced): rotated: new key current and verified, old key revoked (" in report, report
+    assert "rotated: rotated" not in report
     for secret in old:
         remember_all(world, secret, ENV)
         assert assert_converged(world, secret, ENV) != old[secret]
