@@ -47,7 +47,7 @@ async def steps(count: int) -> None:
             nothing()
 
 
-def _phases(call: Any) -> dict[str, float]:
+def phases(call: Any) -> dict[str, float]:
     """Seconds from the call until the flow's body started (``start``, empty flow only),
     until Prefect recorded the run Completed (``completed``) and until the call returned
     (``returned``)."""
@@ -83,9 +83,9 @@ def run(bench: Bench, repeats: int, tasks_per_flow: int = 50) -> dict[str, Any]:
     }
     run_in_process(empty())
     run_in_process(steps(1))
-    runs = [_phases(empty) for _ in range(max(3, repeats) * 3)]
-    sync_runs = [_phases(empty_sync) for _ in range(max(3, repeats))]
-    with_tasks = [_phases(lambda **kw: steps(tasks_per_flow, **kw))
+    runs = [phases(empty) for _ in range(max(3, repeats) * 3)]
+    sync_runs = [phases(empty_sync) for _ in range(max(3, repeats))]
+    with_tasks = [phases(lambda **kw: steps(tasks_per_flow, **kw))
                   for _ in range(max(3, repeats))]
     began = time.monotonic()
     for _ in range(repeats):

@@ -119,13 +119,13 @@ def cold_run_start(bench: Bench) -> float:
 def run_start_while_watched(bench: Bench, repeats: int) -> list[float]:
     """The run start of an empty flow in this process (call to body) while a watcher polls a
     live key every 10 ms, as during a measured response."""
-    from bench.overhead import _phases, empty
+    from bench.overhead import empty, phases
 
     value, key_id = _mint(bench)
     watcher = RefusalWatcher(f"{bench.info['providers']['openai']}/v1/models", value)
     watcher.start()
     try:
-        return [_phases(empty)["start"] for _ in range(max(5, repeats))]
+        return [phases(empty)["start"] for _ in range(max(5, repeats))]
     finally:
         watcher.stop.set()
         watcher.join(5)

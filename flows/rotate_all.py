@@ -79,10 +79,10 @@ def due_table(found: list[Due], outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-Lane = Task[[str, list[list[Due]], str], list[Outcome]]
+LaneTask = Task[[str, list[list[Due]], str], list[Outcome]]
 
 
-def _run_all(task: Lane, due: list[Due], inventory: str, max_concurrency: int
+def _run_all(task: LaneTask, due: list[Due], inventory: str, max_concurrency: int
              ) -> list[Outcome]:
     """``due`` in consumer groups, dealt into at most ``max_concurrency`` lanes: one run of
     ``task`` per lane, all at once; every outcome."""

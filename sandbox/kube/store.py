@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any
 
 from sandbox.kube import strategy
 from sandbox.kube.errors import ApiError, already_exists, conflict, invalid, not_found
@@ -168,28 +168,28 @@ class Store:
                 meta.pop(field, None)
             stored["apiVersion"] = resource.api_version()
             stored["kind"] = resource.kind
-            return self._commit("ADDED", resource, ns, name, stored, dry_run)
+            self._commit("ADDED", resource, ns, name, stored, dry_run)
+            return clone(stored)
 
     def update(
         self, resource: Resource, obj: dict[str, Any], *, namespace: str = "",
         status_only: bool = False, check_version: bool = True, dry_run: bool = False,
     ) -> dict[str, Any]:
         """Store ``obj`` over the object of its name; the stored object (a copy)."""
-        stored = self._update(resource, obj, namespace, status_only, check_version, dry_run,
-                              answer=True)
-        assert stored is not None
-        return stored
+        return clone(self._update(resource, obj, namespace, status_only, check_version,
+                                  dry_run))
 
     def write_status(self, resource: Resource, obj: dict[str, Any]) -> None:
         """A controller's or the kubelet's write of ``obj``'s status, whatever its
         resourceVersion: nothing is answered, so nothing is copied back."""
-        self._update(resource, obj, "", status_only=True, check_version=False, dry_run=False,
-                     answer=False)
+        self._update(resource, obj, "", status_only=True, check_version=False, dry_run=False)
 
     def _update(
         self, resource: Resource, obj: dict[str, Any], namespace: str, status_only: bool,
-        check_version: bool, dry_run: bool, answer: bool,
-    ) -> dict[str, Any] | None:
+        check_version: bool, dry_run: bool,
+    ) -> dict[str, Any]:
+        """The write of :meth:`update`; the object as stored now (not a copy: never change
+        it)."""
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
         ns = (namespace or meta.get("namespace") or "default") if resource.namespaced else ""
@@ -222,8 +222,9 @@ class Store:
 
             same = unversioned(old) == unversioned(stored)
             if same:
-                return clone(old) if answer else None
-            return self._commit("MODIFIED", resource, ns, name, stored, dry_run, answer)
+                return old
+            self._commit("MODIFIED", resource, ns, name, stored, dry_run)
+            return stored
 
     def mark_deleting(self, resource: Resource, namespace: str, name: str,
                       grace_seconds: int = 30, *, dry_run: bool = False) -> dict[str, Any]:
@@ -237,7 +238,8 @@ class Store:
             stored = clone(old)
             stored["metadata"]["deletionTimestamp"] = rfc3339()
             stored["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
-            return self._commit("MODIFIED", resource, namespace, name, stored, dry_run)
+            self._commit("MODIFIED", resource, namespace, name, stored, dry_run)
+            return clone(stored)
 
     def delete(self, resource: Resource, namespace: str, name: str, *,
                dry_run: bool = False) -> dict[str, Any]:
@@ -270,22 +272,12 @@ class Store:
             except ApiError:
                 continue
 
-    @overload
     def _commit(self, kind: str, resource: Resource, ns: str, name: str,
-                stored: dict[str, Any], dry_run: bool = ...,
-                answer: Literal[True] = ...) -> dict[str, Any]: ...
-
-    @overload
-    def _commit(self, kind: str, resource: Resource, ns: str, name: str,
-                stored: dict[str, Any], dry_run: bool, answer: bool) -> dict[str, Any] | None: ...
-
-    def _commit(self, kind: str, resource: Resource, ns: str, name: str,
-                stored: dict[str, Any], dry_run: bool = False,
-                answer: bool = True) -> dict[str, Any] | None:
+                stored: dict[str, Any], dry_run: bool = False) -> None:
         """Store ``stored`` as the object's next version and tell the watchers; a dry run
-        (``?dryRun=All``) only answers what would have been stored."""
+        (``?dryRun=All``) stores nothing."""
         if dry_run:
-            return stored
+            return
         self._rv += 1
         stored["metadata"]["resourceVersion"] = str(self._rv)
         objects = self._objects.setdefault(resource.key, {})
@@ -293,7 +285,6 @@ class Store:
         self._index(resource.key, ns, name, stored, add=True)
         objects[(ns, name)] = stored
         self._emit(Change(kind, resource.key, ns, name, self._rv, stored))
-        return clone(stored) if answer else None
 
     def _emit(self, change: Change) -> None:
         self._history.append(change)
