@@ -78,8 +78,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def world(keep: bool = False) -> Iterator[Bench]:
-    """Boot a sandbox and a Prefect server in a fresh folder; stop both afterwards."""
+def world(keep: bool = False, kubernetes: str = "sandbox") -> Iterator[Bench]:
+    """Boot a sandbox and a Prefect server in a fresh folder; stop both afterwards.
+    ``kubernetes``: the sandbox's own API server, or ``real`` (docs/sandbox.md)."""
     from sandbox import manager
     from secretops import local_prefect
     from secretops.inventory import load_inventory
@@ -90,7 +91,7 @@ def world(keep: bool = False) -> Iterator[Bench]:
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     directory = Path(tempfile.mkdtemp(prefix="secretops-bench-"))
     began = time.monotonic()
-    info, _ = manager.up(directory)
+    info, _ = manager.up(directory, kubernetes=kubernetes)
     # PostgreSQL, as a production Prefect server has: on SQLite a fleet's concurrent lock
     # requests are answered 503 and retried seconds later
     server = local_prefect.start(directory, port=_free_port(), postgres=True)

@@ -3,6 +3,7 @@ write ``bench/results/<name>.json`` (and ``fleet.png``).
 
     python -m bench                          everything, default sizes
     python -m bench --only rotation,revoke   some of them
+    python -m bench --only revoke,alerts     the CLI's revoke beside alert to refused
     python -m bench --smoke                  the smallest sizes, one repeat (a quick check)
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from bench import common
 
-NAMES = ("overhead", "rotation", "revoke", "fleet")
+NAMES = ("overhead", "rotation", "revoke", "alerts", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             start = summary.get("overhead", {}).get("run_start_s")
             summary["revoke"] = _run("revoke", bench, lambda: __import__(
                 "bench.revoke").revoke.run(bench, repeats, start))
+        if "alerts" in chosen:
+            summary["alerts"] = _run("alerts", bench, lambda: __import__(
+                "bench.alerts").alerts.run(bench, repeats))
         if "fleet" in chosen:
             summary["fleet"] = _run("fleet", bench, lambda: __import__(
                 "bench.fleet").fleet.run(bench, sizes, scenarios))

@@ -17,8 +17,11 @@ post-mortem written, and ends with "nothing left to do". A run killed at any poi
 (with the same ``exposed_since``) finishes the job: revocation is idempotent and is never
 undone, rotation resumes from the pending version, and the post-mortem is written if missing.
 
-Triggers: ``secretops leak SECRET --all-envs --since ...``, the Prefect UI (a deployment), and
-the event :data:`LEAK_EVENT` through an automation (``secretops.prefect_setup``).
+Triggers: ``secretops leak SECRET --all-envs --since ...``, the Prefect UI (a deployment), the
+event :data:`LEAK_EVENT` through an automation (``secretops.prefect_setup``), and a detector's
+alert through ``secretops alerts serve`` (``secretops.alerts``): then ``leaked_fingerprint``
+names the leaked value (only it is revoked, wherever it is staged) and ``alert`` where it was
+found, which the post-mortem and the audit give as the exposure's source and time.
 """
 
 from __future__ import annotations
@@ -124,11 +127,15 @@ async def respond_to_leak(
     person_timeout_seconds: int = 3600,
     revoked_before: dict[str, list[str]] | None = None,
     revoked_before_at: datetime | None = None,
+    leaked_fingerprint: str | None = None,
+    alert: dict[str, str] | None = None,
 ) -> str:
     """Respond to a leaked secret in the given environments (default: every environment that
     holds it); see the module doc. ``revoked_before`` is the evidence (ids, fingerprints,
     last use; never a value) of a revocation the CLI did before the run started, at
-    ``revoked_before_at``. Returns the post-mortem file's path."""
+    ``revoked_before_at``; ``leaked_fingerprint`` the leaked value's fingerprint and ``alert``
+    the detector's alert (source, number, repository, location, time), when a detector
+    reported it. Returns the post-mortem file's path."""
     with one_prefect_client():
         path = inventory_path(inventory)
         secret_id = LeakedSecret(secret).value
@@ -139,17 +146,19 @@ async def respond_to_leak(
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         window_start = exposed_since or reported - AUDIT_WINDOW_WITHOUT_SINCE
-        pm = PostMortem(secret_id, envs, reported, window_start, reason, drill, str(flow_run.id))
+        pm = PostMortem(secret_id, envs, reported, window_start, reason, drill, str(flow_run.id),
+                        alert=dict(alert or {}))
         if revoked_before and revoked_before_at:
             took = (revoked_before_at - reported).total_seconds()
             for env, evidence in revoked_before.items():
-                pm.add(env, StepResult("1. Revoke compromised secret (by the CLI, before the run)",
+                pm.add(env, StepResult("1. Revoke compromised secret (before the run)",
                                        reported, took, "ok", tuple(evidence)))
-        revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since)
-                             for env in envs})
+        revoked = _outcomes({env: revoke_leaked.submit(secret_id, env, path, since,
+                                                       leaked_fingerprint) for env in envs})
         failed = _record(pm, revoked)
         with locks.hold([secret_lock(secret_id)]):
-            todo = [env for env in envs if needs_rotation(secret_id, env, path, since)]
+            todo = [env for env in envs
+                    if needs_rotation(secret_id, env, path, since, leaked_fingerprint)]
             done_before = {postmortem_of(secret_id, env) for env in envs if env not in todo}
             if not todo and not failed and None not in done_before:
                 message = ("nothing left to do: an earlier response replaced the credential "
@@ -160,6 +169,9 @@ async def respond_to_leak(
             todo = [env for env in todo if env not in failed]
             failed += _record(pm, _outcomes({env: rotate_in_environment.submit(secret_id, env, path)
                                              for env in todo}))
+            if pm.alert:
+                pm.add("all", StepResult("4. Audit access logs: exposure source", pm.reported_at,
+                                         0.0, "ok", (pm.source_line(),)))
             _record(pm, _outcomes({env: audit_access_logs.submit(secret_id, env, path,
                                                                  pm.exposed_since)
                                    for env in envs}))

@@ -38,7 +38,12 @@ from tasks.api_keys import (
     verify_new_key,
 )
 from tasks.common import inventory_at, one_prefect_client, wiring_for
-from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.consumers import (
+    check_external_secrets,
+    restart_pods,
+    sync_external_secret,
+    verify_logs,
+)
 from tasks.plan import plan_rotation
 from tasks.stores import restore_previous, update_secret
 
@@ -82,6 +87,7 @@ async def rotate_api_key(
             await publish(report, f"rotate-{secret_id}-{env}-plan")
             return report.markdown()
         with locks.hold([secret_lock(secret_id)]):
+            report.add(check_external_secrets(secret_id, env, path))
             if not await wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds,
                                                    report):
                 report.outcome = "cancelled: no key was provided in time; nothing changed"

@@ -25,7 +25,12 @@ from secretops.errors import SecretopsError
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
-from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.consumers import (
+    check_external_secrets,
+    restart_pods,
+    sync_external_secret,
+    verify_logs,
+)
 from tasks.database import (
     create_new_password,
     invalidate_old_password,
@@ -72,6 +77,7 @@ async def rotate_db_password(
             await publish(report, f"rotate-{secret}-{env}-plan")
             return report.markdown()
         with locks.hold([secret_lock(secret)]):
+            report.add(check_external_secrets(secret, env, path))
             report.add(create_new_password(secret, env, path, chosen.value))
             try:
                 updated = report.add(update_in_database(secret, env, path))

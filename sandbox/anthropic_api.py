@@ -1,10 +1,14 @@
 """The Anthropic API and console, as much as a key rotation touches, per the public reference.
 
-- ``GET /v1/models`` with ``x-api-key`` and ``anthropic-version``: 200 for an active key, 401
-  ``authentication_error`` for an unknown, inactive or archived one.
+- ``GET /v1/models`` with ``x-api-key`` (or a bearer token) and ``anthropic-version``: 200
+  for an active key, 401 ``authentication_error`` for an unknown, inactive, expired or
+  archived one.
 - The Admin API (an ``sk-ant-admin01-`` key): list keys (cursor paging with ``before_id`` /
   ``after_id`` / ``limit``, filters ``status`` and ``workspace_id``), get one, and update its
-  ``status`` or ``name``. The API cannot create keys: only a person in the console can.
+  ``status`` or ``name``; an archived key never changes again, an expired one can only be
+  archived. The API cannot create keys: only a person in the console can. Keys are the
+  official client's ``BetaAPIKey`` (``scope``, ``principal``, ``expires_at``; a key past its
+  expiry reads ``expired``) and errors its ``BetaErrorResponse`` (with a ``request_id``).
 - The console (a separate app, :func:`console_app`): ``POST /keys`` mints a key and shows it
   once, and ``GET /`` is a small page with a form that does the same from a browser.
 
@@ -18,7 +22,7 @@ import html
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,12 +32,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.providers import URL_SAFE, now, page, random_chars
+from sandbox.providers import URL_SAFE, bearer_token, now, page, random_chars
 
 KEY_PREFIX = "sk-ant-api03-"
 ADMIN_PREFIX = "sk-ant-admin01-"
-STATUSES = ("active", "inactive", "archived")
+STATUSES = ("active", "inactive", "archived")  # the ones an update may set
+LISTED_STATUSES = (*STATUSES, "expired")
 CONSOLE_USER = {"id": "user_01SandboxConsolePerson0", "type": "user"}
+# the organization's default workspace, where a key made without one belongs
+DEFAULT_WORKSPACE = "wrkspc_01SandboxDefaultWorkspace0"
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 
 
@@ -53,27 +60,46 @@ def _stamp(moment: datetime) -> str:
 
 @dataclass
 class AnthropicKey:
-    """An API key. ``value`` is shown once, at creation, and never by ``repr``."""
+    """An API key. ``value`` is shown once, at creation, and never by ``repr``.
+    ``workspace_id`` None is the organization scope, which only a key bound to a
+    ``principal`` (``{"type": "user_actor", "user_id": ...}`` or
+    ``{"type": "service_account_actor", "service_account_id": ...}``) may have."""
 
     id: str
     value: str = field(repr=False)
     name: str
     workspace_id: str | None
     created_at: datetime
-    created_by: dict[str, str]
+    created_by: dict[str, str] | None
     status: str = "active"
     last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    principal: dict[str, str] | None = None
+
+    @property
+    def current_status(self) -> str:
+        """The status the API shows: a key past its ``expires_at`` is ``expired`` (unless it
+        was archived)."""
+        if (self.status != "archived" and self.expires_at is not None
+                and now() >= self.expires_at):
+            return "expired"
+        return self.status
 
     def to_json(self) -> dict[str, Any]:
+        """A ``BetaAPIKey``."""
+        scope = ({"type": "workspace", "workspace_id": self.workspace_id} if self.workspace_id
+                 else {"type": "organization"})
         return {
             "id": self.id,
             "type": "api_key",
             "name": self.name,
-            "workspace_id": self.workspace_id,
             "created_at": _stamp(self.created_at),
-            "created_by": dict(self.created_by),
+            "created_by": dict(self.created_by) if self.created_by else None,
+            "expires_at": _stamp(self.expires_at) if self.expires_at else None,
             "partial_key_hint": partial_key_hint(self.value),
-            "status": self.status,
+            "principal": dict(self.principal) if self.principal else None,
+            "scope": scope,
+            "status": self.current_status,
         }
 
 
@@ -100,15 +126,25 @@ class AnthropicState:
         name: str,
         workspace_id: str | None = None,
         created_by: dict[str, str] | None = None,
+        expires_in: timedelta | None = None,
+        principal: dict[str, str] | None = None,
     ) -> tuple[str, str]:
-        """A new active key, as the console makes it: returns ``(key_id, value)``."""
+        """A new active key, as the console makes it (expiring after ``expires_in``, if
+        given; a negative one makes a key that has already expired): returns
+        ``(key_id, value)``. Without ``workspace_id`` the key is in the default workspace,
+        or with a ``principal`` in the organization scope."""
+        if workspace_id is None and principal is None:
+            workspace_id = DEFAULT_WORKSPACE
+        created = now()
         key = AnthropicKey(
             id=f"apikey_01{random_chars(22)}",
             value=new_key_value(),
             name=name,
             workspace_id=workspace_id,
-            created_at=now(),
+            created_at=created,
             created_by=dict(created_by or CONSOLE_USER),
+            expires_at=created + expires_in if expires_in is not None else None,
+            principal=dict(principal) if principal else None,
         )
         with self._lock:
             self.keys[key.id] = key
@@ -118,7 +154,7 @@ class AnthropicState:
         """The active key with this value, marked as used now; None otherwise."""
         with self._lock:
             for key in self.keys.values():
-                if key.value == value and key.status == "active":
+                if key.value == value and key.current_status == "active":
                     key.last_used_at = now()
                     return key
         return None
@@ -133,7 +169,7 @@ class AnthropicState:
         keys = [
             key
             for key in keys
-            if (status is None or key.status == status)
+            if (status is None or key.current_status == status)
             and (workspace_id is None or key.workspace_id == workspace_id)
         ]
         return sorted(keys, key=lambda key: (key.created_at, key.id), reverse=True)
@@ -144,6 +180,8 @@ class AnthropicState:
             key = self.keys[key_id]
             if key.status == "archived":
                 raise ValueError("Archived API keys cannot be modified.")
+            if key.current_status == "expired" and status in ("active", "inactive"):
+                raise ValueError("Expired API keys can only be archived.")
             if status is not None:
                 key.status = status
             if name is not None:
@@ -152,8 +190,11 @@ class AnthropicState:
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    body = {"type": "error", "error": {"type": kind, "message": message}}
-    return JSONResponse(body, status_code=status)
+    """The API's error body (a ``BetaErrorResponse``), with its request id."""
+    request_id = f"req_011{random_chars(21)}"
+    body = {"type": "error", "error": {"type": kind, "message": message},
+            "request_id": request_id}
+    return JSONResponse(body, status_code=status, headers={"request-id": request_id})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -168,7 +209,8 @@ def anthropic_app(state: AnthropicState) -> Starlette:
 
     def auth(request: Request, admin: bool) -> Response | None:
         """None when the caller may go on, else the real API's 400/401/403 answer."""
-        token = request.headers.get("x-api-key", "").strip()
+        # the x-api-key header, or (as the official client of 2026 sends it) a bearer token
+        token = request.headers.get("x-api-key", "").strip() or bearer_token(request.headers) or ""
         if not token:
             return _error(401, "authentication_error", "x-api-key header is required")
         if state.is_admin(token):
@@ -197,6 +239,13 @@ def anthropic_app(state: AnthropicState) -> Starlette:
                 "id": model,
                 "display_name": model.replace("-", " ").title(),
                 "created_at": "2025-09-29T00:00:00Z",
+                "lifecycle": "active",
+                "line": model.split("-")[1],
+                "capabilities": None,
+                "max_input_tokens": 200000,
+                "max_tokens": 64000,
+                "deprecated_at": None,
+                "retires_at": None,
             }
             for model in MODELS
         ]
@@ -210,8 +259,9 @@ def anthropic_app(state: AnthropicState) -> Starlette:
             return refused
         query = request.query_params
         status = query.get("status")
-        if status is not None and status not in STATUSES:
-            raise HTTPException(400, f"status: Input should be {', '.join(map(repr, STATUSES))}")
+        if status is not None and status not in LISTED_STATUSES:
+            allowed = ", ".join(map(repr, LISTED_STATUSES))
+            raise HTTPException(400, f"status: Input should be {allowed}")
         try:
             limit = int(query.get("limit", "20"))
         except ValueError:

@@ -44,6 +44,7 @@ class Knobs:
     down_until: float = 0.0
     conflict_rate: float = 0.0
     retry_after_ms: int = 1000
+    redaction: str = "dots"  # OpenAI's listing: sk-svcacct-abc...wxyz, or stars: sk-svcac****wxyz
 
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
@@ -57,6 +58,7 @@ class Knobs:
             "down_seconds": round(max(0.0, self.down_until - time.monotonic()), 3),
             "conflict_rate": self.conflict_rate,
             "retry_after_ms": self.retry_after_ms,
+            "redaction": self.redaction,
         }
 
 
@@ -98,6 +100,10 @@ def build_knobs(base: Knobs, **changes: Any) -> Knobs:
             if seconds < 0:
                 raise ValueError(f"down_seconds must not be negative, got {seconds}")
             values["down_until"] = time.monotonic() + seconds if seconds else 0.0
+        elif key == "redaction":
+            if value not in ("dots", "stars"):
+                raise ValueError(f"redaction must be dots or stars, got {value!r}")
+            values[key] = value
         elif key == "down_until":
             values[key] = float(value)
         else:
@@ -222,7 +228,8 @@ def error_body(emulator: str, status: int, query_protocol: bool = False) -> tupl
         }
     elif emulator == "anthropic":
         kind = _ANTHROPIC.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        payload = {"type": "error", "error": {"type": kind, "message": reason}}
+        payload = {"type": "error", "error": {"type": kind, "message": reason},
+                   "request_id": f"req_011{uuid.uuid4().hex[:21]}"}
     elif emulator == "aws":
         code_name, message = _AWS.get(status, ("InternalFailure", "Internal server error"))
         if status == 409:

@@ -16,7 +16,8 @@ NAMESPACES = {"staging": "intelliprompt-staging", "production": "intelliprompt"}
 
 
 def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
-    """``endpoints``: openai, anthropic, console, aws, region, pg_host, pg_port, pg_admin."""
+    """``endpoints``: openai, anthropic, console, aws, region, pg_host, pg_port, pg_admin, and
+    openai_accounts (each environment's OpenAI service account id)."""
 
     def postgres(env: str) -> dict[str, Any]:
         return {"host": endpoints["pg_host"], "port": endpoints["pg_port"],
@@ -35,10 +36,14 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
             "postgres-admin": {"file": "credentials/postgres-admin-password"},
             "aws-access-key-id": {"file": "credentials/aws-access-key-id"},
             "aws-secret-access-key": {"file": "credentials/aws-secret-access-key"},
+            "github-webhook-secret": {"file": "credentials/github-webhook-secret"},
+            "github-token": {"file": "credentials/github-token"},
+            "alerts-report-token": {"file": "credentials/alerts-report-token"},
         },
         "providers": {
             "openai": {"base_url": endpoints["openai"], "admin_credential": "openai-admin",
-                       "project_id": "proj_intelliprompt"},
+                       "project_id": "proj_intelliprompt",
+                       "service_accounts": endpoints.get("openai_accounts", {})},
             "anthropic": {"base_url": endpoints["anthropic"],
                           "admin_credential": "anthropic-admin",
                           "console_url": endpoints["console"], "key_prefix": "sk-ant-api03-"},

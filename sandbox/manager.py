@@ -21,6 +21,8 @@ from typing import Any
 from secretops.errors import SecretopsError
 
 BOOT_TIMEOUT = 60.0
+REAL_BOOT_TIMEOUT = 180.0
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "external-secrets")
 STOP_TIMEOUT = 15.0
 
 
@@ -73,9 +75,17 @@ def up(
     directory: Path,
     faults: list[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    kubernetes: str = "sandbox",
 ) -> tuple[dict[str, Any], bool]:
-    """Start the sandbox in ``directory`` unless it already runs. Returns (info, started)."""
+    """Start the sandbox in ``directory`` unless it already runs. Returns (info, started).
+    ``kubernetes``: ``sandbox`` (the sandbox's own API server) or ``real`` (a real control
+    plane; a missing binary is refused here, in one line, before anything starts)."""
     directory = directory.resolve()
+    if kubernetes == "real":
+        from sandbox.realkube import binaries
+
+        binaries.find_all()
+        binaries.eso_crds_dir()
     running = status(directory)
     if running is not None:
         return running, False
@@ -86,6 +96,7 @@ def up(
     command = [sys.executable, "-m", "sandbox.server", "--dir", str(directory)]
     for spec in faults or []:
         command += ["--fault", spec]
+    command += ["--kubernetes", kubernetes]
     progress(f"starting the sandbox in {directory} (log: {log_path})")
     started = time.monotonic()
     with open(log_path, "ab") as log:
@@ -93,7 +104,7 @@ def up(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=directory,
         )
-    deadline = started + BOOT_TIMEOUT
+    deadline = started + (REAL_BOOT_TIMEOUT if kubernetes == "real" else BOOT_TIMEOUT)
     while time.monotonic() < deadline:
         info = read_info(directory)
         if info is not None and info.get("pids", {}).get("supervisor") == proc.pid:
@@ -106,7 +117,9 @@ def up(
             )
         time.sleep(0.1)
     proc.terminate()
-    raise SecretopsError(f"the sandbox did not start within {BOOT_TIMEOUT:.0f} s; see {log_path}")
+    proc.wait(30)
+    _kill_leftovers(directory)
+    raise SecretopsError(f"the sandbox did not start in time; see {log_path}")
 
 
 def down(directory: Path) -> int:
@@ -174,10 +187,24 @@ def _ours(cmdline: list[str], directory: Path) -> bool:
     """A supervisor of this sandbox, or a PostgreSQL server whose data folder is inside it."""
     if "sandbox.server" in cmdline and str(directory) in cmdline:
         return True
+    if cmdline and Path(cmdline[0]).name in CONTROL_PLANE:
+        return any(f"{directory}/" in arg for arg in cmdline)
     if cmdline and Path(cmdline[0]).name == "postgres" and "-D" in cmdline:
         data = cmdline[cmdline.index("-D") + 1] if cmdline.index("-D") + 1 < len(cmdline) else ""
         return data.startswith(f"{directory}/")
     return False
+
+
+def _our_operator(proc: Any, directory: Path) -> bool:
+    """External Secrets Operator of this sandbox: its kubeconfig (in its environment) is in
+    the sandbox folder."""
+    cmdline = proc.info.get("cmdline") or []
+    if not cmdline or Path(cmdline[0]).name != "external-secrets":
+        return False
+    try:
+        return str(proc.environ().get("KUBECONFIG", "")).startswith(f"{directory}/")
+    except Exception:  # gone, or not ours to read
+        return False
 
 
 def _kill_leftovers(directory: Path) -> int:
@@ -194,7 +221,7 @@ def _kill_leftovers(directory: Path) -> int:
             except psutil.NoSuchProcess:
                 continue
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        if _ours(proc.info.get("cmdline") or [], directory):
+        if _ours(proc.info.get("cmdline") or [], directory) or _our_operator(proc, directory):
             victims[proc.pid] = proc
     for proc in list(victims.values()):
         try:

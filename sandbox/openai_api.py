@@ -3,18 +3,19 @@
 - ``GET /v1/models`` with ``Authorization: Bearer <key>``: 200 for an active project key (and
   its ``last_used_at`` moves), 401 ``invalid_api_key`` naming only a redacted form otherwise.
 - The Admin API (an ``sk-admin-`` key): a project's service accounts (list, create with a
-  new key shown once, get, delete with its key) and API keys (list with ``redacted_value``
-  and cursor paging, get, delete).
+  new key shown once or ``create_service_account_only``, get, update name and role, delete
+  with its keys), keys minted on an account (with ``expires_in_seconds``, ``scopes`` and
+  ``spend_limit``; refused when the organization does not allow them), and API keys (list
+  with ``redacted_value``, the ``owner_project_access`` filter and cursor paging, get, update
+  expiry, scopes and spend limit, delete the key alone). An admin key made ``read_only`` is
+  refused every write (403).
 
-:class:`OpenAIState` is the provider's database; :func:`openai_app` serves it.
+:class:`~sandbox.openai_state.OpenAIState` is the provider's database; :func:`openai_app`
+serves it.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,11 +24,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.providers import URL_SAFE, bearer_token, page, random_chars
+from sandbox.openai_state import (
+    DEFAULT_PROJECT,
+    KEEP,
+    OpenAIKey,
+    OpenAIState,
+    Refused,
+    ServiceAccount,
+    message_form,
+    new_key_value,
+    redacted_value,
+)
+from sandbox.providers import bearer_token, page
 
-DEFAULT_PROJECT = "proj_intelliprompt"
+__all__ = ["DEFAULT_PROJECT", "OpenAIKey", "OpenAIState", "ServiceAccount", "new_key_value",
+           "openai_app", "redacted_value"]
+
 MODELS = ("gpt-4o", "gpt-4o-mini", "o3-mini", "text-embedding-3-small")
-_PREFIXES = ("sk-svcacct-", "sk-admin-", "sk-proj-", "sk-")
 _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field "
@@ -36,166 +49,48 @@ _NO_KEY = (
 )
 
 
-def new_key_value(prefix: str) -> str:
-    """A value shaped like OpenAI's: prefix, random text around ``T3BlbkFJ`` ("OpenAI")."""
-    return f"{prefix}{random_chars(74, URL_SAFE)}T3BlbkFJ{random_chars(74, URL_SAFE)}"
-
-
-def redacted_value(value: str) -> str:
-    """The listing's form of a key: ``sk-svcacct-abc...wxyz``."""
-    prefix = next((p for p in _PREFIXES if value.startswith(p)), "")
-    return f"{value[: len(prefix) + 3]}...{value[-4:]}"
-
-
-def message_form(value: str) -> str:
-    """The form of a wrong key in a 401 message: first 8 and last 4 characters only."""
-    return f"{value[:8]}...{value[-4:]}" if len(value) >= 16 else "*" * len(value)
-
-
-@dataclass
-class ServiceAccount:
-    id: str
-    name: str
-    project_id: str
-    created_at: int
-    role: str = "member"
-    key_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "object": "organization.project.service_account",
-            "id": self.id,
-            "name": self.name,
-            "role": self.role,
-            "created_at": self.created_at,
-        }
-
-
-@dataclass
-class OpenAIKey:
-    """A project API key owned by a service account. ``value`` is never shown by the API
-    after creation (and not by ``repr`` either)."""
-
-    id: str
-    value: str = field(repr=False)
-    name: str
-    project_id: str
-    created_at: int
-    service_account_id: str
-    last_used_at: int | None = None
-
-    @functools.cached_property
-    def redacted_value(self) -> str:
-        return redacted_value(self.value)
-
-
-class OpenAIState:
-    """OpenAI's records: projects, their service accounts and keys, and admin keys."""
-
-    def __init__(self, projects: tuple[str, ...] = (DEFAULT_PROJECT,)) -> None:
-        self._lock = threading.Lock()
-        self.projects: set[str] = set(projects)
-        self._admin_keys: set[str] = set()
-        self.service_accounts: dict[str, ServiceAccount] = {}
-        self.keys: dict[str, OpenAIKey] = {}
-        self._by_value: dict[str, str] = {}  # key value -> key id: every request looks one up
-
-    def create_admin_key(self) -> str:
-        value = new_key_value("sk-admin-")
-        with self._lock:
-            self._admin_keys.add(value)
-        return value
-
-    def is_admin(self, value: str) -> bool:
-        with self._lock:
-            return value in self._admin_keys
-
-    def create_service_account(self, project_id: str, name: str) -> tuple[ServiceAccount, str]:
-        """A new service account with its key; returns the account and the key value."""
-        stamp = int(time.time())
-        account = ServiceAccount(f"svc_acct_{random_chars(24)}", name, project_id, stamp)
-        key = OpenAIKey(
-            id=f"key_{random_chars(16)}",
-            value=new_key_value("sk-svcacct-"),
-            name="Secret Key",
-            project_id=project_id,
-            created_at=stamp,
-            service_account_id=account.id,
-        )
-        account.key_id = key.id
-        with self._lock:
-            self.projects.add(project_id)
-            self.service_accounts[account.id] = account
-            self.keys[key.id] = key
-            self._by_value[key.value] = key.id
-        return account, key.value
-
-    def mint_service_account_key(self, project_id: str, name: str) -> tuple[str, str]:
-        """Seed a key as the admin API would: returns ``(key_id, value)``."""
-        account, value = self.create_service_account(project_id, name)
-        assert account.key_id is not None
-        return account.key_id, value
-
-    def use_key(self, value: str) -> OpenAIKey | None:
-        """The active key with this value, marked as used now; None if there is none."""
-        with self._lock:
-            key = self.keys.get(self._by_value.get(value, ""))
-            if key is not None:
-                key.last_used_at = int(time.time())
-            return key
-
-    def key_for_value(self, value: str) -> OpenAIKey | None:
-        with self._lock:
-            return self.keys.get(self._by_value.get(value, ""))
-
-    def project_keys(self, project_id: str) -> list[OpenAIKey]:
-        with self._lock:
-            keys = [key for key in self.keys.values() if key.project_id == project_id]
-        return sorted(keys, key=lambda key: (key.created_at, key.id))
-
-    def project_accounts(self, project_id: str) -> list[ServiceAccount]:
-        with self._lock:
-            accounts = [a for a in self.service_accounts.values() if a.project_id == project_id]
-        return sorted(accounts, key=lambda account: (account.created_at, account.id))
-
-    def delete_key(self, key_id: str) -> OpenAIKey | None:
-        with self._lock:
-            key = self.keys.pop(key_id, None)
-            if key is not None:
-                self._by_value.pop(key.value, None)
-            if key is not None and key.service_account_id in self.service_accounts:
-                self.service_accounts[key.service_account_id].key_id = None
-            return key
-
-    def delete_service_account(self, account_id: str) -> ServiceAccount | None:
-        with self._lock:
-            account = self.service_accounts.pop(account_id, None)
-            if account is not None and account.key_id is not None:
-                key = self.keys.pop(account.key_id, None)
-                if key is not None:
-                    self._by_value.pop(key.value, None)
-            return account
-
-    def key_json(self, key: OpenAIKey) -> dict[str, Any]:
-        with self._lock:
-            account = self.service_accounts.get(key.service_account_id)
-        owner = account.to_json() if account else {"id": key.service_account_id}
-        return {
-            "object": "organization.project.api_key",
-            "redacted_value": key.redacted_value,
-            "name": key.name,
-            "created_at": key.created_at,
-            "last_used_at": key.last_used_at,
-            "id": key.id,
-            "owner": {"type": "service_account", "service_account": owner},
-        }
-
-
 def _error(
-    status: int, message: str, kind: str = "invalid_request_error", code: str | None = None
+    status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
+
+
+def _refused(exc: Refused) -> JSONResponse:
+    return _error(exc.status, str(exc), code=exc.code, param=exc.param)
+
+
+def _spend_limit(body: dict[str, Any]) -> Any:
+    """The monthly limit in US cents of a body's ``spend_limit``: None when it is null,
+    ``KEEP`` when it is absent; :class:`Refused` when it is not a USD monthly limit."""
+    if "spend_limit" not in body:
+        return KEEP
+    limit = body["spend_limit"]
+    if limit is None:
+        return None
+    amount = limit.get("threshold_amount") if isinstance(limit, dict) else None
+    if (not isinstance(limit, dict) or limit.get("currency") != "USD"
+            or limit.get("interval") != "month" or type(amount) is not int or amount <= 0
+            or set(limit) - {"currency", "interval", "threshold_amount"}):
+        raise Refused(400, "spend_limit must have currency 'USD', interval 'month' and a "
+                      "positive integer threshold_amount (US cents).", None, "spend_limit")
+    return amount
+
+
+def _expiry(body: dict[str, Any]) -> int | None:
+    expires = body.get("expires_in_seconds")
+    if not (expires is None or type(expires) is int):
+        raise Refused(400, "expires_in_seconds must be an integer.", None, "expires_in_seconds")
+    return expires
+
+
+def _scopes(body: dict[str, Any]) -> list[str] | None:
+    scopes = body.get("scopes")
+    if scopes is not None and (not isinstance(scopes, list)
+                               or not all(isinstance(x, str) for x in scopes)):
+        raise Refused(400, "scopes must be a list of strings.", None, "scopes")
+    return scopes
 
 
 def _listing(items: list[dict[str, Any]], has_more: bool) -> JSONResponse:
@@ -208,6 +103,14 @@ def _listing(items: list[dict[str, Any]], has_more: bool) -> JSONResponse:
             "has_more": has_more,
         }
     )
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _limit(request: Request) -> int:
@@ -229,6 +132,13 @@ def openai_app(state: OpenAIState) -> Starlette:
         if token is None:
             return _error(401, _NO_KEY)
         if state.is_admin(token):
+            if admin and request.method != "GET" and not state.admin_may_write(token):
+                return _error(
+                    403,
+                    "You have insufficient permissions for this operation. Missing "
+                    "scopes: api.management.write.",
+                    code="insufficient_permissions",
+                )
             if admin:
                 return None
             return _error(
@@ -237,12 +147,20 @@ def openai_app(state: OpenAIState) -> Starlette:
                 "Missing scopes: api.model.read.",
                 code="insufficient_permissions",
             )
-        if state.use_key(token) is None:
+        key = state.use_key(token)
+        if key is None:
             return _error(
                 401,
                 f"Incorrect API key provided: {message_form(token)}. You can find your API key "
                 "at https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
+            )
+        if not admin and not key.can_read_models():
+            return _error(
+                403,
+                "You have insufficient permissions for this operation. "
+                "Missing scopes: api.model.read.",
+                code="insufficient_permissions",
             )
         if admin:
             return _error(
@@ -264,7 +182,8 @@ def openai_app(state: OpenAIState) -> Starlette:
         if refused is not None:
             return refused
         data = [
-            {"id": model, "object": "model", "created": 1715367049, "owned_by": "system"}
+            {"id": model, "object": "model", "created": 1715367049, "owned_by": "system",
+             "shutdown_date": None}
             for model in MODELS
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -282,25 +201,43 @@ def openai_app(state: OpenAIState) -> Starlette:
                 after=request.query_params.get("after"),
             )
             return _listing([account.to_json() for account in accounts], more)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        name = body.get("name") if isinstance(body, dict) else None
+        body = await _body(request)
+        name, only = body.get("name"), body.get("create_service_account_only") or False
         if not isinstance(name, str) or not name.strip():
-            return _error(400, "Missing required parameter: 'name'.")
-        account, value = state.create_service_account(project_id, name.strip())
-        key = state.keys[str(account.key_id)]
+            return _error(400, "Missing required parameter: 'name'.", param="name")
+        if not isinstance(only, bool):
+            return _error(400, "create_service_account_only must be a boolean.",
+                          param="create_service_account_only")
+        try:
+            limit = _spend_limit(body)
+            account, _ = state.create_service_account(
+                project_id, name.strip(), expires_in_seconds=_expiry(body),
+                spend_limit=None if limit is KEEP else limit, with_key=not only)
+        except Refused as exc:
+            return _refused(exc)
+        key = state.keys.get(str(account.key_id)) if account.key_id else None
         created = account.to_json() | {
-            "api_key": {
-                "object": "organization.project.service_account.api_key",
-                "value": value,
-                "name": key.name,
-                "created_at": key.created_at,
-                "id": key.id,
-            }
-        }
+            "api_key": state.created_key_json(key) if key is not None else None}
         return JSONResponse(created, status_code=201)
+
+    async def account_keys(request: Request) -> Response:
+        """``POST .../service_accounts/{account_id}/api_keys``: a new key of the account."""
+        refused = auth(request, admin=True)
+        if refused is not None:
+            return refused
+        project_id = project(request)
+        body = await _body(request)
+        name = body.get("name", "Secret Key")
+        if not isinstance(name, str) or not name.strip():
+            return _error(400, "name must be a non-empty string.", param="name")
+        try:
+            limit = _spend_limit(body)
+            key = state.create_account_key(
+                project_id, str(request.path_params["account_id"]), name, _expiry(body),
+                _scopes(body) or [], None if limit is KEEP else limit)
+        except Refused as exc:
+            return _refused(exc)
+        return JSONResponse(state.created_key_json(key), status_code=201)
 
     async def service_account(request: Request) -> Response:
         refused = auth(request, admin=True)
@@ -320,14 +257,28 @@ def openai_app(state: OpenAIState) -> Starlette:
                     "deleted": True,
                 }
             )
+        if request.method == "POST":
+            body = await _body(request)
+            name, role = body.get("name"), body.get("role")
+            if name is not None and (not isinstance(name, str) or not name.strip()):
+                return _error(400, "name must be a non-empty string.", param="name")
+            if role is not None and role not in ("member", "owner"):
+                return _error(400, "role must be one of member, owner.", param="role")
+            account = state.update_service_account(account_id, name and name.strip(), role)
         return JSONResponse(account.to_json())
 
     async def api_keys(request: Request) -> Response:
         refused = auth(request, admin=True)
         if refused is not None:
             return refused
+        access = request.query_params.get("owner_project_access", "active")
+        if access not in ("active", "inactive", "any"):
+            return _error(400, "owner_project_access must be one of active, inactive, any.",
+                          param="owner_project_access")
+        listed = [key for key in state.project_keys(project(request))
+                  if access == "any" or state.owner_project_access(key) == access]
         keys, more = page(
-            state.project_keys(project(request)),
+            listed,
             lambda key: key.id,
             _limit(request),
             after=request.query_params.get("after"),
@@ -348,6 +299,16 @@ def openai_app(state: OpenAIState) -> Starlette:
             return JSONResponse(
                 {"object": "organization.project.api_key.deleted", "id": key_id, "deleted": True}
             )
+        if request.method == "POST":
+            body = await _body(request)
+            try:
+                expires, scopes, limit = _expiry(body), _scopes(body), _spend_limit(body)
+                if expires is None and scopes is None and limit is KEEP:
+                    return _error(400, "Provide at least one of scopes, expires_in_seconds or "
+                                  "spend_limit.")
+                key = state.update_key(key_id, expires, scopes, limit)
+            except Refused as exc:
+                return _refused(exc)
         return JSONResponse(state.key_json(key))
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -364,10 +325,12 @@ def openai_app(state: OpenAIState) -> Starlette:
             Route(
                 f"{base}/service_accounts/{{account_id}}",
                 service_account,
-                methods=["GET", "DELETE"],
+                methods=["GET", "POST", "DELETE"],
             ),
+            Route(f"{base}/service_accounts/{{account_id}}/api_keys", account_keys,
+                  methods=["POST"]),
             Route(f"{base}/api_keys", api_keys, methods=["GET"]),
-            Route(f"{base}/api_keys/{{key_id}}", api_key, methods=["GET", "DELETE"]),
+            Route(f"{base}/api_keys/{{key_id}}", api_key, methods=["GET", "POST", "DELETE"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

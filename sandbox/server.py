@@ -15,14 +15,15 @@ import sys
 from pathlib import Path
 
 from sandbox.world import World
+from secretops.errors import SecretopsError
 
 
-async def main(directory: Path, fault_specs: list[str]) -> None:
+async def main(directory: Path, fault_specs: list[str], kubernetes: str = "sandbox") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    world = World(directory, fault_specs)
+    world = World(directory, fault_specs, kubernetes)
     try:
         await world.start()
         print(f"sandbox ready: {directory / 'sandbox.json'}", flush=True)
@@ -36,9 +37,14 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.server")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--fault", action="append", default=[])
+    parser.add_argument("--kubernetes", choices=["sandbox", "real"], default="sandbox")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(main(Path(args.dir).resolve(), args.fault))
+    try:
+        asyncio.run(main(Path(args.dir).resolve(), args.fault, args.kubernetes))
+    except SecretopsError as exc:  # a binary missing, a control plane that did not start
+        print(f"sandbox failed: {exc}", flush=True)
+        return 1
     return 0
 
 

@@ -29,10 +29,12 @@ from starlette.types import ASGIApp
 from sandbox import aws as aws_sandbox
 from sandbox.anthropic_api import AnthropicState, anthropic_app, console_app
 from sandbox.faults import FaultMiddleware, Faults, control_app
+from sandbox.github_api import GitHubState, github_app
 from sandbox.inventory import NAMESPACES, ROLES, sandbox_inventory
 from sandbox.kube import AwsConfig, Identity, KubeSandbox, kubeconfig, make_server_cert, manifests
 from sandbox.openai_api import OpenAIState, openai_app
 from sandbox.postgres import PostgresInfo, PostgresSandbox
+from sandbox.realkube.cluster import RealCluster
 from secretops.adapters.files import atomic_write
 
 ADMIN_TOKEN_FILE = "credentials/kubernetes-token"
@@ -45,17 +47,23 @@ def _token() -> str:
 
 
 class World:
-    def __init__(self, directory: Path, fault_specs: list[str]) -> None:
+    def __init__(self, directory: Path, fault_specs: list[str],
+                 kubernetes: str = "sandbox") -> None:
         self.dir = directory
+        self.kind = kubernetes
         self.faults = Faults()
         for spec in fault_specs:
             self.faults.apply_spec(spec)
         self.postgres = PostgresSandbox(directory / "postgres")
         self.aws = aws_sandbox.AwsSandbox(account_id=aws_sandbox.ACCOUNT_ID)
         self.openai = OpenAIState()
+        self.openai.redaction = lambda: self.faults.get("openai").redaction
         self.anthropic = AnthropicState()
         self.tokens = {"sandbox": _token(), "emergency-admin": _token(), "developer": _token()}
+        self.github = GitHubState(_token(), f"ghp_{_token()}", revoke=self._partner_revoke)
+        self.report_token = _token()
         self.kube: KubeSandbox | None = None
+        self.real: RealCluster | None = None
         self.servers: list[uvicorn.Server] = []
         self.urls: dict[str, str] = {}
         self.pg: PostgresInfo | None = None
@@ -73,6 +81,17 @@ class World:
         self.urls[name] = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self.urls[name]
 
+    def _partner_revoke(self, value: str) -> bool:
+        """GitHub's partner program: the provider revokes a key pushed to a repository."""
+        key = self.openai.key_for_value(value)
+        return key is not None and self.openai.delete_key(key.id) is not None
+
+    def _pg_admin(self) -> PostgresInfo:
+        """The CREATEROLE, non-superuser admin login secretops is given (``self.pg`` is the
+        cluster's superuser, kept for setup)."""
+        assert self.postgres.admin is not None
+        return self.postgres.admin
+
     def _phase(self, name: str) -> None:
         print(f"{time.monotonic() - self.begun:6.2f} s  {name}", flush=True)
 
@@ -80,31 +99,45 @@ class World:
         self.begun = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "credentials").mkdir(mode=0o700, exist_ok=True)
-        self.pg, _ = await asyncio.gather(asyncio.to_thread(self.postgres.start),
-                                          asyncio.to_thread(self.aws.start))
-        self._phase("PostgreSQL and moto started")
         cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
+        if self.kind == "real":
+            self.real = RealCluster(self.dir, cert, developer=PLANTED_READER.username)
+        self.pg, *_ = await asyncio.gather(
+            asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start),
+            *([asyncio.to_thread(self.real.boot)] if self.real else []))
+        self._phase("PostgreSQL and moto started" + (
+            f", control plane {self.real.git_version} up" if self.real else ""))
         await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,
                                                     "openai"))
         await self._serve("anthropic", FaultMiddleware(anthropic_app(self.anthropic),
                                                        self.faults, "anthropic"))
         await self._serve("console", console_app(self.anthropic))
+        await self._serve("github", github_app(self.github))
         await self._serve("aws", FaultMiddleware(self.aws.app, self.faults, "aws"))
-        self.kube = kube = self._cluster()
-        await self._serve("kubernetes", kube.app, ssl_certfile=str(cert.cert_file),
-                          ssl_keyfile=str(cert.key_file))
+        if self.real is not None:
+            await self._start_real()
+            services: KubeSandbox | RealCluster = self.real
+        else:
+            self.kube = services = self._cluster()
+            await self._serve("kubernetes", self.kube.app, ssl_certfile=str(cert.cert_file),
+                              ssl_keyfile=str(cert.key_file))
         for env, namespace in NAMESPACES.items():
-            await self._serve(f"service-{env}", kube.service_app(namespace))
+            await self._serve(f"service-{env}", services.service_app(namespace))
         await self._serve("control", _control(self.faults))
         self._phase("emulators serving")
         values = await self._seed()
-        self._seed_cluster(kube, values)
+        if self.real is not None:
+            await asyncio.to_thread(self._seed_real, self.real, values)
+        else:
+            assert self.kube is not None
+            for obj in self._cluster_objects(values):
+                self.kube.apply(obj)
+            await self.kube.start()
         self._phase("world seeded")
-        await kube.start()
         self._write_files(values, cert.ca_pem)
-        await self._plant_cluster_read(cert.ca_file)
-        await asyncio.to_thread(self._wait_for_rollouts)
+        await asyncio.to_thread(self._wait_for_rollouts, 90.0 if self.real else 30.0)
         self._phase("backend rolled out in every namespace")
+        await self._plant_cluster_read(cert.ca_file)
         self._write_info()
 
     async def _seed(self) -> dict[str, dict[str, str]]:
@@ -115,11 +148,12 @@ class World:
         for env, role in ROLES.items():
             password = secrets.token_urlsafe(30)
             roles[role] = (role, password)
-            _, openai_key = self.openai.mint_service_account_key(
+            openai_id, openai_key = self.openai.mint_service_account_key(
                 "proj_intelliprompt", f"intelliprompt-{env}-backend")
             _, anthropic_key = self.anthropic.mint_key(f"intelliprompt-{env}-backend")
             values[env] = {"openai": openai_key, "anthropic": anthropic_key,
-                           "db_user": role, "db_password": password}
+                           "db_user": role, "db_password": password,
+                           "openai_account": self.openai.keys[openai_id].service_account_id or ""}
         production = values["production"]
         await asyncio.gather(
             asyncio.to_thread(self.postgres.seed, roles),
@@ -147,30 +181,56 @@ class World:
             progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS, faults=self.faults,
         )
 
-    def _seed_cluster(self, kube: KubeSandbox, values: dict[str, dict[str, str]]) -> None:
+    async def _start_real(self) -> None:
+        """ESO (it needs moto's address), the kubelet on the running loop."""
+        assert self.real is not None
+        self.urls["kubernetes"] = self.real.server
+        await asyncio.to_thread(self.real.start_external_secrets, self.urls["aws"])
+        await self.real.start_kubelet()
+
+    def _seed_real(self, real: RealCluster, values: dict[str, dict[str, str]]) -> None:
+        """The same objects as the sandbox's world, but production's Secrets are left to the
+        real ESO to create from AWS (with its owner reference); the flows get the token of
+        the ServiceAccount that deployments/kubernetes binds."""
+        production = NAMESPACES["production"]
+        objects = [o for o in self._cluster_objects(values) if not (
+            o["kind"] == "Secret" and o["metadata"]["namespace"] == production)]
+        objects.insert(3, manifests.secret(production, "aws-credentials", {
+            "access-key-id": aws_sandbox.ESO_ACCESS_KEY_ID,
+            "secret-access-key": aws_sandbox.SECRET_ACCESS_KEY}, labels={}))
+        real.apply_all(objects)
+        self.tokens = {"sandbox": real.install_flow_identity(),
+                       "emergency-admin": real.users["emergency-admin"].token,
+                       "developer": real.users["developer"].token}
+
+    def _cluster_objects(self, values: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
         assert self.pg is not None
-        for obj in manifests.intelliprompt(refresh_interval="5m"):
-            kube.apply(obj)
+        objects = list(manifests.intelliprompt(refresh_interval="5m"))
         for env, namespace in NAMESPACES.items():
             env_values = values[env]
-            kube.apply(manifests.api_keys(namespace, env_values["openai"],
-                                          env_values["anthropic"]))
-            kube.apply(manifests.db_credentials(namespace, env_values["db_user"],
-                                                env_values["db_password"]))
-            kube.apply(manifests.backend_deployment(
+            objects.append(manifests.api_keys(namespace, env_values["openai"],
+                                              env_values["anthropic"]))
+            objects.append(manifests.db_credentials(namespace, env_values["db_user"],
+                                                    env_values["db_password"]))
+            objects.append(manifests.backend_deployment(
                 namespace, db_host=self.pg.host, db_port=self.pg.port, db_name=ROLES[env],
                 openai_base_url=self.urls["openai"], anthropic_base_url=self.urls["anthropic"],
                 progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
             ))
+        return objects
 
     def _write_files(self, values: dict[str, dict[str, str]], ca_pem: bytes) -> None:
         assert self.pg is not None
         credentials = {
             "openai-admin-key": values["admin"]["openai"],
             "anthropic-admin-key": values["admin"]["anthropic"],
-            "postgres-admin-password": self.pg.admin_password,
+            "postgres-admin-password": self._pg_admin().admin_password,
+            "postgres-superuser-password": self.pg.admin_password,
             "aws-access-key-id": aws_sandbox.ADMIN_ACCESS_KEY_ID,
             "aws-secret-access-key": aws_sandbox.SECRET_ACCESS_KEY,
+            "github-webhook-secret": self.github.webhook_secret,
+            "github-token": self.github.token,
+            "alerts-report-token": self.report_token,
         }
         for name, value in credentials.items():
             atomic_write(self.dir / "credentials" / name, value)
@@ -189,7 +249,8 @@ class World:
             "openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
             "console": self.urls["console"], "aws": self.urls["aws"],
             "region": aws_sandbox.REGION, "pg_host": self.pg.host, "pg_port": self.pg.port,
-            "pg_admin": self.pg.admin_user,
+            "pg_admin": self._pg_admin().admin_user,
+            "openai_accounts": {env: values[env]["openai_account"] for env in ROLES},
         })
         atomic_write(self.dir / "inventory.yaml",
                      "# IntelliPrompt's inventory, pointed at the sandbox in this folder.\n"
@@ -214,6 +275,8 @@ class World:
         raise RuntimeError("the backend Deployments did not become available")
 
     def _rolled_out(self, namespace: str) -> bool:
+        if self.real is not None:
+            return self.real.rolled_out(namespace)
         assert self.kube is not None
         deployment = self.kube.store.get("deployments.apps", namespace, "backend") or {}
         status = deployment.get("status", {})
@@ -226,21 +289,27 @@ class World:
         info: dict[str, Any] = {
             "dir": str(self.dir),
             "kubeconfig": str(self.dir / "kubeconfig"),
-            "kubernetes": {"server": self.urls["kubernetes"],
+            "kubernetes": {"server": self.urls["kubernetes"], "kind": self.kind,
+                           "gitVersion": self.real.git_version if self.real else "sandbox",
                            "audit_log": str(self.dir / "kube-audit.log"),
                            "contexts": ["sandbox", "emergency-admin", "developer"]},
             "aws": {"endpoint_url": self.urls["aws"], "region": aws_sandbox.REGION},
             "postgres": {"host": self.pg.host, "port": self.pg.port,
-                         "database": ROLES["production"], "admin_user": self.pg.admin_user,
-                         "log": str(self.pg.log_path)},
+                         "database": ROLES["production"],
+                         "admin_user": self._pg_admin().admin_user,
+                         "superuser": self.pg.admin_user, "log": str(self.pg.log_path)},
             "providers": {"openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
                           "console": self.urls["console"]},
             "services": {env: self.urls[f"service-{env}"] for env in NAMESPACES},
+            "github": self.urls["github"],
             "control": self.urls["control"],
             "inventory": str(self.dir / "inventory.yaml"),
             "dev": str(self.dir / "dev"),
-            "pids": {"supervisor": os.getpid(), "postgres": self.pg.pid},
+            "pids": {"supervisor": os.getpid(), "postgres": self.pg.pid,
+                     **(self.real.pids() if self.real else {})},
         }
+        if self.real is not None:
+            info["kubernetes"]["logs"] = self.real.logs()
         partial = self.dir / "sandbox.json.partial"
         partial.write_text(json.dumps(info, indent=2))
         partial.replace(self.dir / "sandbox.json")
@@ -248,6 +317,8 @@ class World:
     async def stop(self) -> None:
         if self.kube is not None:
             await self.kube.stop()
+        if self.real is not None:
+            await self.real.stop()
         for server in self.servers:
             server.should_exit = True
         await asyncio.sleep(0.2)

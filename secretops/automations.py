@@ -6,6 +6,12 @@
   none) and links to the run in the UI.
 - ``secretops: leak reported``: the event ``secretops.leak.reported`` runs the leak flow's
   deployment with the secret and environments the event names (see :data:`LEAK_EVENT`).
+- ``secretops: leak alert``: the event ``secretops.leak.alerted``, which the alert receiver
+  (``secretops alerts serve``) emits for a detector's finding of a live value, runs the same
+  deployment for the secret, the environments that hold the value and the value's
+  fingerprint. One run per leaked value: the trigger fires on the first event of a value and
+  then ignores that value's events for :data:`ALERT_WINDOW` (the receiver itself joins later
+  alerts to the running response).
 - ``secretops: crash zombie runs``: Prefect's zombie-flow automation (``docs.prefect.io``,
   "detect zombie flows"): after a heartbeat, a run that sends neither another heartbeat nor a
   final state within three heartbeat intervals is marked Crashed, which frees its deployment
@@ -32,6 +38,10 @@ LEAK_FLOW = "respond-to-leak"
 #                       "exposed_since": "<ISO 8601>" or null, "reason": "...", "drill": false})
 LEAK_EVENT = "secretops.leak.reported"
 
+ALERT_EVENT = "secretops.leak.alerted"
+ALERT_FINGERPRINT_LABEL = "secretops.leak.fingerprint"
+ALERT_WINDOW = timedelta(minutes=30)
+
 HEARTBEAT_SECONDS = 30
 ZOMBIE_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)
 HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
@@ -46,6 +56,7 @@ def use_heartbeats() -> None:
 
 FAILED = "secretops: run failed or crashed"
 LEAK = "secretops: leak reported"
+ALERT = "secretops: leak alert"
 ZOMBIE = "secretops: crash zombie runs"
 
 NOTIFY_SUBJECT = "secretops: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}"
@@ -122,6 +133,46 @@ def leak_automation(deployment: UUID) -> Any:
                 "reason": _jinja("{{ event.payload.reason | default('leak reported') }}"),
                 "drill": _json("{{ event.payload.drill | default(false) | tojson }}"),
                 "reported_at": _jinja("{{ event.occurred }}"),
+            },
+        )],
+    )
+
+
+def alert_automation(deployment: UUID) -> Any:
+    """``secretops.leak.alerted`` -> one run of the leak flow's deployment per leaked value."""
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return AutomationCore(
+        name=ALERT,
+        description="A detector found a live secret value: revoke it, then replace it "
+        "(runbook: If a Secret is Leaked). One run per value.",
+        trigger=EventTrigger(
+            expect={ALERT_EVENT},
+            match=ResourceSpecification({"prefect.resource.id": "secretops.secret.*"}),
+            for_each={ALERT_FINGERPRINT_LABEL},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=ALERT_WINDOW,
+        ),
+        actions=[RunDeployment(
+            source="selected",
+            deployment_id=deployment,
+            parameters={
+                "secret": _jinja("{{ event.payload.secret }}"),
+                "environments": _json("{{ event.payload.environments | tojson }}"),
+                "exposed_since": _json(
+                    "{{ event.payload.exposed_since | default(none) | tojson }}"),
+                "reason": _jinja("{{ event.payload.reason | default('leak alert') }}"),
+                "drill": _json("{{ event.payload.drill | default(false) | tojson }}"),
+                "reported_at": _jinja("{{ event.occurred }}"),
+                "leaked_fingerprint": _jinja("{{ event.payload.fingerprint }}"),
+                "alert": _json("{{ event.payload.alert | tojson }}"),
+                "revoked_before": _json(
+                    "{{ event.payload.revoked_before | default(none) | tojson }}"),
+                "revoked_before_at": _json(
+                    "{{ event.payload.revoked_before_at | default(none) | tojson }}"),
             },
         )],
     )

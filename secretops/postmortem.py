@@ -40,6 +40,9 @@ class PostMortem:
     run: str
     steps: list[TimedStep] = field(default_factory=list)
     outcome: str = "running"
+    alert: dict[str, str] = field(default_factory=dict)
+    """The detector's alert that reported the leak: source, number, repository, location
+    (path, line, commit, url) and created_at; empty when a person reported it."""
 
     def add(self, environment: str, result: StepResult) -> StepResult:
         self.steps.append(TimedStep(environment, result))
@@ -54,6 +57,39 @@ class PostMortem:
         """When the last environment's revocation ended (the target refused the credential)."""
         ends = [s.ended_at for s in self.steps if s.result.name.startswith("1.")
                 and s.result.outcome == "ok"]
+        return max(ends) if ends else None
+
+    def source_line(self) -> str:
+        """The exposure's source and time, in one line (empty without an alert)."""
+        a = self.alert
+        if not a:
+            return ""
+        what = {"github": "GitHub secret scanning alert"}.get(a.get("source", ""),
+                                                              f"{a.get('source', '')} finding")
+        number = f" #{a['number']}" if a.get("number") else ""
+        where = a.get("path", "")
+        where += f":{a['line']}" if a.get("line") else ""
+        where += f" (commit {a['commit'][:12]})" if a.get("commit") else ""
+        parts = [f"{what}{number}", f"in {a['repository']}" if a.get("repository") else "",
+                 f"at {where}" if where else "", f"<{a['url']}>" if a.get("url") else "",
+                 f"raised at {a['created_at']}" if a.get("created_at") else ""]
+        return "exposure source: " + " ".join(p for p in parts if p)
+
+    @property
+    def refused_before_revocation(self) -> bool:
+        """Whether the provider refused the key before secretops revoked it (the earliest
+        revocation found it already refused)."""
+        from secretops.revocation import ALREADY_REFUSED
+
+        first = sorted((s for s in self.steps if s.result.name.startswith("1.")),
+                       key=lambda s: s.result.started_at)
+        return bool(first) and any(line.startswith(ALREADY_REFUSED)
+                                   for line in first[0].result.evidence)
+
+    def replaced_at(self) -> datetime | None:
+        """When the last replacement step ended (the new credential verified and in use)."""
+        ends = [s.ended_at for s in self.steps if s.result.outcome == "ok"
+                and not s.result.name.startswith(("1.", "4.", "5."))]
         return max(ends) if ends else None
 
     def time_to_revoke(self) -> str:
@@ -73,9 +109,24 @@ class PostMortem:
             f"- **flow run**: {self.run}",
             f"- **time from report to revocation**: {self.time_to_revoke()}",
             f"- **outcome**: {self.outcome}",
-            "",
-            "Revocation came first, before any replacement existed: the consumers failed until "
-            "the new credential was in place (the runbook accepts that downtime).",
+        ]
+        if self.alert:
+            lines.insert(3, f"- **source**: {self.source_line().removeprefix('exposure source: ')}")
+        replaced = self.replaced_at()
+        if replaced is not None:
+            lines.append("- **time from report to replacement verified**: "
+                         f"{(replaced - self.reported_at).total_seconds():.1f} s")
+        lines.append("")
+        if self.refused_before_revocation:
+            lines.append("The provider had already revoked the key when the response began (for "
+                         "example through GitHub's secret scanning partner program): secretops "
+                         "went straight to the replacement, and the application's downtime is "
+                         "the replacement's time above.")
+        else:
+            lines.append("Revocation came first, before any replacement existed: the consumers "
+                         "failed until the new credential was in place (the runbook accepts "
+                         "that downtime).")
+        lines += [
             "", "## Timeline", "",
             "| started (UTC) | ended (UTC) | environment | step | outcome |",
             "|---|---|---|---|---|",

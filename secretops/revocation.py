@@ -11,6 +11,15 @@ with two exceptions that make a rerun or a second report safe:
 * a leak response already replaced it: each response records the fingerprint of the
   replacement it staged and when (a :data:`Record`). A current credential staged by a
   response *after* the exposure began cannot be the one that leaked: nothing left to do.
+
+When the leaked value itself is known (a detector's alert gives its fingerprint), that value
+is the leaked one, wherever it is staged: current, or pending (then the pending version is
+dropped once revoked, so the replacement is a new one); a value found only as previous was
+already rotated out, and nothing is revoked.
+
+A key the provider refuses before secretops revokes it (GitHub's secret scanning partner
+program has OpenAI revoke keys pushed to public repositories) is recorded as such
+(:data:`ALREADY_REFUSED`): the response goes straight on to the replacement.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from secretops.wiring import Wiring
 LAST_USE = "last use of the leaked key"
 ALREADY_HANDLED = ("already handled: the current credential was staged by a leak response "
                    "after the exposure began")
+ALREADY_REFUSED = "already refused by the provider before secretops revoked it"
+ROTATED_OUT = "already rotated out: the leaked value is no longer current or pending"
 
 Record = dict[str, Any]
 """``{"replacement": fingerprint, "staged_at": ISO time, "postmortem": path}``: no value."""
@@ -49,10 +60,23 @@ def read_stage(stores: list[SecretStore], stage: Stage) -> Credential | None:
     return None
 
 
+def held_as(stores: list[SecretStore], fingerprint: str) -> tuple[Stage, Credential] | None:
+    """Where the value with this fingerprint is staged (current before pending before
+    previous), or None when no store holds it."""
+    for stage in Stage:
+        found = read_stage(stores, stage)
+        if found is not None and found.secret.fingerprint() == fingerprint:
+            return stage, found
+    return None
+
+
 def leaked_credential(stores: list[SecretStore], record: Record | None,
-                      since: datetime) -> Credential | None:
+                      since: datetime, fingerprint: str | None = None) -> Credential | None:
     """The credential a report of exposure since ``since`` is about, or None when a leak
     response has already replaced it (see the module doc)."""
+    if fingerprint is not None:
+        held = held_as(stores, fingerprint)
+        return held[1] if held is not None and held[0] is not Stage.previous else None
     current, pending = read_stage(stores, Stage.current), read_stage(stores, Stage.pending)
     if pending is not None:
         if current is not None and current != pending:
@@ -70,13 +94,19 @@ def _revoke_key(wiring: Wiring, secret: str, leaked: Credential) -> list[str]:
     provider = wiring.provider(secret)
     fingerprint = leaked.secret.fingerprint()
     key = provider.find_key(leaked.secret)
-    evidence = []
+    evidence: list[str] = []
+    if key is None and not provider.check_key(leaked.secret):
+        return [f"{ALREADY_REFUSED}: the provider lists no key that matches {fingerprint} "
+                "and refuses it", f"the provider refuses the leaked key {fingerprint}"]
     if key is not None:
         used = key.last_used_at.isoformat() if key.last_used_at else "never"
         evidence.append(f"{LAST_USE}: key {key.id} ({key.name}) last used at {used}")
-        revoked = provider.revoke_key(key.id)
-        what = "deleted" if provider.can_create_keys else "set inactive"
+        refused_before = key.status != "active" and not provider.check_key(leaked.secret)
+        revoked = provider.revoke_key(key.id, final=True)
+        what = "deleted" if provider.can_create_keys else "archived"
         evidence.append(f"key {key.id} ({fingerprint}) {what if revoked else 'already revoked'}")
+        if refused_before:
+            evidence.insert(0, f"{ALREADY_REFUSED}: key {key.id} was {key.status}")
     if provider.check_key(leaked.secret):
         raise VerificationFailed(f"the leaked {secret} key {fingerprint} still works and the "
                                  "provider lists no key that matches it")
@@ -97,23 +127,34 @@ def _revoke_password(wiring: Wiring, secret: str, environment: str,
 
 
 def revoke(wiring: Wiring, secret: str, environment: str, record: Record | None,
-           since: datetime) -> list[str]:
+           since: datetime, fingerprint: str | None = None) -> list[str]:
     """Make the target refuse the leaked credential of ``environment``: OpenAI key deleted,
-    Anthropic key set inactive, database password invalidated and the role's sessions ended.
+    Anthropic key archived (final), database password invalidated and the role's sessions ended.
     Returns the evidence (ids, fingerprints, last use). Idempotent."""
-    leaked = leaked_credential(wiring.stores(secret, environment), record, since)
+    stores = wiring.stores(secret, environment)
+    leaked = leaked_credential(stores, record, since, fingerprint)
     if leaked is None:
-        return [ALREADY_HANDLED]
+        return [ROTATED_OUT if fingerprint is not None else ALREADY_HANDLED]
     if wiring.inventory.secret(secret).kind is SecretKind.postgres_password:
-        return _revoke_password(wiring, secret, environment, leaked)
-    return _revoke_key(wiring, secret, leaked)
+        evidence = _revoke_password(wiring, secret, environment, leaked)
+    else:
+        evidence = _revoke_key(wiring, secret, leaked)
+    pending = read_stage(stores, Stage.pending)
+    current = read_stage(stores, Stage.current)
+    if pending is not None and pending == leaked and current != leaked:
+        for store in stores:
+            store.clear_pending()
+        evidence.append(f"the leaked pending version {leaked.secret.fingerprint()} was dropped")
+    return evidence
 
 
 def revoke_everywhere(wiring: Wiring, secret: str, environments: list[str],
-                      read_record: RecordReader, since: datetime) -> dict[str, list[str]]:
+                      read_record: RecordReader, since: datetime,
+                      fingerprint: str | None = None) -> dict[str, list[str]]:
     """:func:`revoke` in every environment at once (one thread each)."""
     def one(environment: str) -> list[str]:
-        return revoke(wiring, secret, environment, read_record(secret, environment), since)
+        return revoke(wiring, secret, environment, read_record(secret, environment), since,
+                      fingerprint)
 
     with ThreadPoolExecutor(max_workers=max(1, len(environments))) as pool:
         return dict(zip(environments, pool.map(one, environments), strict=True))

@@ -12,8 +12,8 @@ Idempotent; each step says what it created, changed or left alone, and never pri
    from ``OPENAI_ADMIN_KEY``. A block that exists is kept when its variable is not set.
 4. The notification block ``secretops-notify`` (a webhook with a Slack-compatible body; the
    URL sits in its secret field), from the inventory credential ``notify-webhook``.
-5. The automations of :mod:`secretops.automations`; the leak one once the leak flow's
-   deployment exists (run setup again after ``prefect deploy --all``).
+5. The automations of :mod:`secretops.automations`; the leak and leak-alert ones once the
+   leak flow's deployment exists (run setup again after ``prefect deploy --all``).
 """
 
 from __future__ import annotations
@@ -237,4 +237,5 @@ def run_setup(inventory: Inventory, inventory_path: Path, project_dir: Path,
                            "--all`, then `secretops setup` again for the leak automation")
     else:
         report.done.append(automations.ensure_automation(automations.leak_automation(leak)))
+        report.done.append(automations.ensure_automation(automations.alert_automation(leak)))
     return report

@@ -199,15 +199,20 @@ class Wiring:
 
     def _provider(self, key_kind: SecretKind) -> KeyProvider:
         if key_kind not in self._providers:
-            from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
-
             providers = self.inventory.providers
             built: KeyProvider
+            # each client is imported only when its provider is built (anthropic's import
+            # alone takes over a second, and a leak response starts with a revocation)
             if key_kind is SecretKind.openai_api_key and providers.openai is not None:
+                from secretops.adapters.openai_admin import OpenAIProvider
+
                 openai = providers.openai
                 admin = self.credential(openai.admin_credential)
-                built = OpenAIProvider(openai.base_url, admin, openai.project_id)
+                accounts = {env.value: sa for env, sa in openai.service_accounts.items()}
+                built = OpenAIProvider(openai.base_url, admin, openai.project_id, accounts)
             elif key_kind is SecretKind.anthropic_api_key and providers.anthropic is not None:
+                from secretops.adapters.anthropic_admin import AnthropicProvider
+
                 anthropic = providers.anthropic
                 admin = self.credential(anthropic.admin_credential)
                 built = AnthropicProvider(anthropic.base_url, admin, anthropic.workspace_id)

@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
+from secretops.expiry import key_lifetime
 from secretops.models import Credential, ProviderKey, SecretValue, Stage, keys_with_value
 from secretops.ports import KeyProvider, SecretStore
 from tasks.common import inventory_at, runbook_step, wiring_for
@@ -83,14 +84,38 @@ def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
                     keys: Sequence[ProviderKey]) -> list[str]:
     """Revoke active keys with our name prefix whose value no store holds (``held``: every
     stage's value; the orphans' values are lost). ``keys`` is one listing of the provider's
-    keys, taken by the caller."""
+    keys, taken by the caller.
+
+    A key is taken for an orphan only when the listing can be trusted to show which keys the
+    stores hold: when no held value matches any key of the listing (its redacted form is not
+    one this code reads, say), every key would look orphaned, the live one included, so the
+    sweep does not run. A key created after this run began is never an orphan of it."""
     known = {key.id for value in held for key in keys_with_value(keys, value)}
+    if held and not known:
+        return ["orphan sweep not run: no value the stores hold matches a key in the "
+                "provider's listing, so orphans cannot be told from keys in use"]
+    began = _run_start()
     revoked = []
     for key in keys:
+        # OpenAI stamps keys to the second: one stamped with the run's first second may be a
+        # little older or younger than the run, and counts as older (this run's own keys are
+        # held by then, and the lock keeps other runs of the secret out)
+        younger = (began is not None and key.created_at is not None
+                   and key.created_at > began)
         if (key.name.startswith(prefix) and key.status == "active" and key.id not in known
-                and provider.revoke_key(key.id)):
+                and not younger and provider.revoke_key(key.id, final=True)):
             revoked.append(f"revoked orphan key {key.id} ({key.name}) left by an interrupted run")
     return revoked
+
+
+def _run_start() -> datetime | None:
+    """When the flow run that calls this began (None outside a run)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    began = run.start_time or run.expected_start_time if run is not None else None
+    return began if isinstance(began, datetime) else None
 
 
 @runbook_step("Generate new key at provider")
@@ -109,9 +134,16 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
     if staged is None:
         if not provider.can_create_keys:
             raise KeyNeeded(f"{secret} keys can only be created by a person; none is staged")
-        new = provider.create_key(f"{prefix}{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        now = datetime.now(UTC)
+        openai = inv.providers.openai
+        new = provider.create_key(
+            f"{prefix}{now:%Y%m%dT%H%M%SZ}", environment=environment,
+            lifetime=key_lifetime(inv, secret, now),
+            scopes=openai.scopes if openai is not None else None)
         staged = Credential(new.value)
-        evidence.append(f"created key {new.key.id} ({new.key.name}) at the provider")
+        expiry = (f", expiring {new.key.expires_at:%Y-%m-%d %H:%M} UTC" if new.key.expires_at
+                  else "")
+        evidence.append(f"created key {new.key.id} ({new.key.name}) at the provider{expiry}")
     else:
         evidence.append(f"reusing the pending key {staged.secret.fingerprint()}")
     for store, pending in zip(stores, pendings, strict=True):
@@ -165,6 +197,7 @@ def _revoke(provider: KeyProvider, value: SecretValue, what: str,
     revoked = provider.revoke_key(key.id)
     if provider.check_key(value):
         raise VerificationFailed(f"{what} key {key.id} still works after revocation")
+    provider.revoke_key(key.id, final=True)  # refused: now for good (Anthropic: archived)
     state = "revoked" if revoked else "was already revoked"
     return f"{what} key {key.id} ({value.fingerprint()}) {state}; the provider refuses it"
 
@@ -191,9 +224,9 @@ def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
 
 @runbook_step("Revoke old key at provider")
 def revoke_old_key(secret: str, environment: str, inventory: str) -> list[str]:
-    """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive), check the provider
-    refuses it, revoke any key an interrupted run created but never stored, and clear the
-    pending marker: the rotation is finished."""
+    """Revoke the previous key (OpenAI: deleted; Anthropic: set inactive, and archived once
+    the provider is seen to refuse it), revoke any key an interrupted run created but never
+    stored, and clear the pending marker: the rotation is finished."""
     return (_revoke_stage(secret, environment, inventory, Stage.previous, "old")
             or ["no previous key to revoke"])
 

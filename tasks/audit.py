@@ -38,13 +38,17 @@ class Finding:
 
 def judge(grant: AccessGrant, allowed_groups: list[str]) -> Finding:
     """The policy names groups: a group outside it, or a user bound by name, breaks it.
-    Service accounts and federated (workload) identities are reported as workloads."""
+    Service accounts and federated (workload) identities are reported as workloads, and so
+    are Kubernetes' own components: users named ``system:...`` (the controller manager, the
+    scheduler, nodes), a prefix Kubernetes reserves for itself, bound by the bootstrap RBAC
+    that every real cluster has."""
     subject = f"{grant.subject_kind} {grant.subject}"
     if grant.subject_kind == "Group":
         ok = grant.subject in allowed_groups or grant.subject.startswith("system:")
         verdict = "allowed" if ok else "VIOLATION"
     elif grant.subject_kind in WORKLOAD_KINDS or grant.subject.startswith(
-            ("Federated:", "Service:")):
+            ("Federated:", "Service:")) or (grant.subject_kind == "User"
+                                            and grant.subject.startswith("system:")):
         verdict = "workload"
     else:
         verdict = "VIOLATION"

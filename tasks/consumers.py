@@ -12,6 +12,23 @@ from tasks.common import inventory_at, runbook_step, wiring_for
 CLOCK_SKEW = timedelta(seconds=1)
 
 
+@runbook_step("Check the ExternalSecrets can be synced", retries=1)
+def check_external_secrets(secret: str, environment: str, inventory: str) -> list[str]:
+    """Before anything changes: External Secrets Operator ignores a force-sync of an
+    ExternalSecret with ``refreshInterval: 0`` or ``refreshPolicy: CreatedOnce``, so a
+    rotation through one would wait out its timeout; refuse at once, saying why."""
+    inv, wiring = inventory_at(inventory), wiring_for(inventory)
+    namespace = inv.namespace(environment)
+    evidence = []
+    for spec in inv.stores(secret, environment):
+        external = getattr(spec, "external_secret", None)
+        if not external or namespace is None:
+            continue
+        wiring.cluster().check_external_secret_syncable(namespace, external)
+        evidence.append(f"ExternalSecret {namespace}/{external} can be force-synced")
+    return evidence or ["no ExternalSecret in this environment"]
+
+
 @runbook_step("Sync the ExternalSecret from AWS Secrets Manager")
 def sync_external_secret(secret: str, environment: str, inventory: str) -> list[str]:
     """Force External Secrets Operator to copy the new AWSCURRENT into the Kubernetes Secret

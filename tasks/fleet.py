@@ -3,7 +3,8 @@
 A secret is due in an environment when its schedule (cron, in its time zone) has fired since
 the last rotation, which is the ``created_at`` of the current version in the environment's
 primary store (a Kubernetes Secret records it in an annotation when a rotation promotes a
-value). A store that records no time for its current version counts as due, and so does one
+value), or when the provider says its current API key expires soon (:mod:`tasks.key_expiry`).
+A store that records no time for its current version counts as due, and so does one
 that holds a pending version: a rotation was interrupted (its run killed, say, after the new
 value became current but before the old one was revoked), and this run finishes it.
 """
@@ -24,6 +25,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from secretops import locks
+from secretops.expiry import expiring
 from secretops.inventory import SecretSpec
 from secretops.models import Environment, SecretKind, Stage
 from secretops.prefect_setup import lock_name
@@ -95,18 +97,23 @@ def find_due_rotations(inventory: str, environments: list[str], force: bool) -> 
                 wiring.stores(*pair)[0].version(Stage.pending) is not None)
 
         interrupted = list(pool.map(unfinished, pairs, scheduled))
+    expires = expiring(inv, wiring, [pair for pair, on in zip(pairs, scheduled, strict=True)
+                                     if not on], now)
     found = []
     for (secret_id, env), version, fire, on_schedule, resume in zip(
             pairs, versions, fires, scheduled, interrupted, strict=True):
         spec = inv.secret(secret_id)
         last = version.created_at if version is not None else None
-        due = on_schedule or resume
+        expiry = expires.get((secret_id, env))
+        due = on_schedule or resume or expiry is not None
         note = "forced" if force else (
             "no rotation time recorded in the store" if last is None and version
             else "no current version" if version is None
             else "schedule fired since the last rotation" if on_schedule
             else "a pending version is staged (an interrupted rotation, or a key a person "
-                 "staged): rotate with it" if resume else "not due")
+                 "staged): rotate with it" if resume
+            else f"the provider says the key expires at {expiry:%Y-%m-%d %H:%M} UTC, within "
+                 "the expiry margin" if expiry is not None else "not due")
         found.append(Due(secret_id, env.value, spec.kind.value,
                          f"{last:%Y-%m-%d %H:%M}" if last else "unknown",
                          f"{fire:%Y-%m-%d %H:%M}" if fire else "no schedule", due, note))

@@ -46,12 +46,14 @@ def read_record(secret: str, environment: str) -> Record | None:
 
 
 @runbook_step("1. Revoke compromised secret")
-def revoke_leaked(secret: str, environment: str, inventory: str, since: datetime) -> list[str]:
-    """Make the target refuse the leaked credential at once (``secretops.revocation``). The
-    consumers fail until the replacement is in place: the runbook accepts that downtime.
-    Idempotent: an already revoked credential is only checked."""
+def revoke_leaked(secret: str, environment: str, inventory: str, since: datetime,
+                  fingerprint: str | None = None) -> list[str]:
+    """Make the target refuse the leaked credential at once (``secretops.revocation``): the
+    one with ``fingerprint`` when a detector named the value. The consumers fail until the
+    replacement is in place: the runbook accepts that downtime. Idempotent: an already revoked
+    credential is only checked."""
     return revoke(wiring_for(inventory), secret, environment, read_record(secret, environment),
-                  since)
+                  since, fingerprint)
 
 
 @runbook_step("Record the replacement", retries=2)
@@ -68,10 +70,12 @@ def record_replacement(secret: str, environment: str, inventory: str) -> list[st
     return [f"replacement {fingerprint} recorded in {record_name(secret, environment)}"]
 
 
-def needs_rotation(secret: str, environment: str, inventory: str, since: datetime) -> bool:
+def needs_rotation(secret: str, environment: str, inventory: str, since: datetime,
+                   fingerprint: str | None = None) -> bool:
     """Whether the environment still needs its replacement (after revocation)."""
     stores = wiring_for(inventory).stores(secret, environment)
-    return leaked_credential(stores, read_record(secret, environment), since) is not None
+    return leaked_credential(stores, read_record(secret, environment), since,
+                             fingerprint) is not None
 
 
 def postmortem_of(secret: str, environment: str) -> str | None:

@@ -64,4 +64,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.nodeid.split("::")[0]
         group = "deployed" if module.startswith(("tests/deploy/", "tests/ui/")) else module
+        if module.startswith("tests/realkube/"):  # one real control plane for them all
+            group = "realkube"
         item.add_marker(pytest.mark.xdist_group(group))

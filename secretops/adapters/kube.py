@@ -423,6 +423,9 @@ class KubeCluster:
     def force_sync_external_secret(self, namespace: str, name: str) -> str:
         return kube_eso.force_sync(self, namespace, name)
 
+    def check_external_secret_syncable(self, namespace: str, name: str) -> None:
+        kube_eso.check_syncable(self, namespace, name)
+
     def wait_external_secret_synced(
         self, namespace: str, name: str, after: str, timeout: float
     ) -> str:

@@ -44,13 +44,68 @@ def _read(cluster: KubeCluster, namespace: str, name: str) -> tuple[str, dict[st
     raise KubeRefused(f"Kubernetes externalsecret {target} not found", 404)
 
 
+def _duration_seconds(value: Any) -> float | None:
+    """A Go duration as ESO takes it (``1h``, ``5m``, ``30s``, ``1m30s``, ``0``)."""
+    text = str(value).strip()
+    if not text:
+        return None
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    total, number = 0.0, ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isdigit() or char == ".":
+            number += char
+            index += 1
+            continue
+        unit = "ms" if text[index:index + 2] == "ms" else char
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number, index = "", index + len(unit)
+    if number:
+        return float(number) if float(number) == 0 else None
+    return total
+
+
+def blocker(found: dict[str, Any]) -> str | None:
+    """Why ESO will not sync this ExternalSecret again on request, or None. ESO ignores a
+    changed ``force-sync`` annotation when ``refreshPolicy`` is ``CreatedOnce``, or when it
+    is ``Periodic`` (the default) with a ``refreshInterval`` of 0, once it has synced."""
+    spec = found.get("spec") or {}
+    policy = spec.get("refreshPolicy") or "Periodic"
+    if policy == "CreatedOnce":
+        return "its refreshPolicy is CreatedOnce (ESO syncs it once, at creation)"
+    if policy == "Periodic" and _duration_seconds(spec.get("refreshInterval", "1h")) == 0:
+        return "its refreshInterval is 0 (ESO syncs it once and never again)"
+    return None
+
+
+def check_syncable(cluster: KubeCluster, namespace: str, name: str) -> None:
+    """Raise ``KubeRefused`` when ESO would ignore a force-sync of this ExternalSecret."""
+    from secretops.adapters.kube import KubeRefused
+
+    _, found = _read(cluster, namespace, name)
+    reason = blocker(found)
+    if reason is not None:
+        raise KubeRefused(
+            f"ExternalSecret {namespace}/{name} cannot be force-synced: {reason}; set a "
+            "refreshInterval above 0 with refreshPolicy Periodic (or refreshPolicy OnChange) "
+            "before rotating", 409)
+
+
 def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
     """Set ``force-sync`` to the unix time (one more if it already holds that second);
     returns the ``refreshTime`` before. Waits into the next second first when the last
-    refresh happened this second, since ``refreshTime`` has one-second steps."""
-    from secretops.adapters.kube import MERGE_PATCH, parse_time
+    refresh happened this second, since ``refreshTime`` has one-second steps. Refused at
+    once (``KubeRefused``) when ESO would ignore it (:func:`blocker`)."""
+    from secretops.adapters.kube import MERGE_PATCH, KubeRefused, parse_time
 
     version, found = _read(cluster, namespace, name)
+    reason = blocker(found)
+    if reason is not None:
+        raise KubeRefused(f"ExternalSecret {namespace}/{name} cannot be force-synced: {reason}",
+                          409)
     before = str((found.get("status") or {}).get("refreshTime") or "")
     last = parse_time(before)
     if last is not None and last >= datetime.now(UTC).replace(microsecond=0):

@@ -1,23 +1,28 @@
 """PostgreSQL through an admin login (implements ``Database``).
 
-A new password never travels to the server: :func:`scram_verifier` computes the
-SCRAM-SHA-256 verifier on the client (RFC 5802 / RFC 7677, as PostgreSQL stores it) and
-``ALTER ROLE ... PASSWORD`` sends that, so neither the statement log nor ``pg_stat_activity``
-ever holds the plain text. Role names are checked against a strict pattern before any SQL and
-quoted as identifiers. Connection strings are built with ``make_conninfo`` and never printed.
+The admin login needs no superuser: a ``CREATEROLE`` role, as the master user of AWS RDS or
+Cloud SQL is, will do. On PostgreSQL 16 and later it alters only the roles it holds
+``ADMIN OPTION`` on (it has it on the roles it created; ``GRANT role TO admin WITH ADMIN
+OPTION`` gives it on others), and ends their sessions as a member of ``pg_signal_backend``
+(and of ``pg_read_all_stats``, to see when they began). On PostgreSQL 15 ``CREATEROLE``
+alone lets it alter every role that is not a superuser.
+
+A new password never travels to the server: :func:`scram_verifier` has libpq compute the
+SCRAM-SHA-256 verifier on the client (``PQencryptPasswordConn``, with the iteration count the
+server announces) and ``ALTER ROLE ... PASSWORD`` sends that, so neither the statement log nor
+``pg_stat_activity`` ever holds the plain text. Role names are checked against a strict
+pattern before any SQL and quoted as identifiers. Connection strings are built with
+``make_conninfo`` and never printed.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -28,9 +33,9 @@ from secretops.errors import NotRetryable, Retryable
 from secretops.models import SecretValue
 
 ROLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-SCRAM_ITERATIONS = 4096
 APPLICATION_TABLES = 20
 _REFUSED_STATES = ("28000", "28P01")
+_NAMED_ROLE = re.compile(r'role "([a-z_][a-z0-9_]{0,62})"')
 _REFUSED_TEXTS = ("authentication failed", "not permitted to log in", "no pg_hba.conf entry")
 
 
@@ -41,21 +46,21 @@ def check_role(role: str) -> str:
     return role
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def scram_verifier(
-    password: SecretValue, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS
+    connection: psycopg.Connection[Any], role: str, password: SecretValue
 ) -> str:
     """The ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` string PostgreSQL
-    keeps in ``pg_authid.rolpassword`` for ``password``."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.reveal().encode("utf-8"), salt, iterations)
-    client_key = hmac.digest(salted, b"Client Key", "sha256")
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+    keeps in ``pg_authid.rolpassword`` for ``role`` and ``password``, computed by libpq on
+    ``connection``'s client side with a fresh salt and the iteration count the server
+    announces (``scram_iterations`` on 16+, else 4096)."""
+    verifier = connection.pgconn.encrypt_password(
+        password.reveal().encode("utf-8"), role.encode("utf-8"), b"scram-sha-256"
+    )
+    return verifier.decode("ascii")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _driver_text(exc: psycopg.Error) -> str:
@@ -108,8 +113,7 @@ class PostgresDatabase:
         the person knows which credential to fix; any other is the server being away."""
         if not isinstance(exc, psycopg.OperationalError):
             return _failure(action, role, exc)
-        credential = f" (credential {self.admin_credential})" if self.admin_credential else ""
-        login = f"the admin login {self.admin_user}{credential}"
+        login = self._admin_login()
         where = f"{self.host}:{self.port}/{self.database}"
         head = f"PostgreSQL {action} for role {role} failed"
         if self._refused(exc):
@@ -117,6 +121,36 @@ class PostgresDatabase:
                                 "check the password that credential holds")
         reason = redaction.redact(_driver_text(exc))
         return Retryable(f"{head}: could not connect to {where} as {login}: {reason}")
+
+    def _admin_login(self) -> str:
+        credential = f" (credential {self.admin_credential})" if self.admin_credential else ""
+        return f"the admin login {self.admin_user}{credential}"
+
+    def _statement_failure(self, action: str, role: str, exc: psycopg.Error) -> Exception:
+        """Our error for a statement the server refused. A missing privilege names the role,
+        the admin login and the privilege it lacks, in one line."""
+        if not isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            return _failure(action, role, exc)
+        diag = exc.diag
+        reason = ": ".join(_one_line(part) for part in (diag.message_primary, diag.message_detail)
+                           if part) or _driver_text(exc)
+        if "SUPERUSER" in reason.upper():
+            needed = (f"role {role} is a superuser, whose sessions only a superuser may end"
+                      if action == "terminate sessions" else
+                      f"role {role} is a superuser, which only a superuser may alter")
+        elif action == "terminate sessions":
+            needed = (f"it needs membership in pg_signal_backend "
+                      f"(GRANT pg_signal_backend TO {self.admin_user})")
+        else:
+            # the server names the role it wants the option on (the owner role, when a
+            # login role joins it): name that one
+            named = _NAMED_ROLE.search(reason)
+            subject = named.group(1) if named else role
+            needed = (f"it needs CREATEROLE and, on PostgreSQL 16 and later, ADMIN OPTION on "
+                      f"role {subject} (GRANT {subject} TO {self.admin_user} WITH ADMIN OPTION)")
+        message = (f"PostgreSQL {action} for role {role} failed: {self._admin_login()} lacks "
+                   f"the privilege ({exc.sqlstate} {reason}); {needed}")
+        return NotRetryable(redaction.redact(message))
 
     @contextmanager
     def _admin(self, action: str, role: str) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
@@ -130,16 +164,17 @@ class PostgresDatabase:
             with connection, connection.cursor() as cursor:
                 yield cursor
         except psycopg.Error as exc:
-            raise _failure(action, role, exc) from None
+            raise self._statement_failure(action, role, exc) from None
 
     def set_password(self, role: str, password: SecretValue) -> None:
         check_role(role)
-        verifier = scram_verifier(password)
-        statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(verifier)
-        )
         with self._admin("set password", role) as cursor:
-            cursor.execute(statement)
+            verifier = scram_verifier(cursor.connection, role, password)
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(verifier)
+                )
+            )
 
     def can_login(self, role: str, password: SecretValue) -> bool:
         """Open a new connection as ``role``: True if the server accepts the password, False
@@ -193,9 +228,25 @@ class PostgresDatabase:
     def terminate_sessions(self, role: str, started_before: datetime | None = None) -> int:
         """End every session of ``role`` (``pg_terminate_backend``), or only those that began
         before ``started_before`` (the ones that logged in with a password since replaced);
-        returns how many."""
+        returns how many. Telling when another role's session began takes the privileges of
+        ``pg_read_all_stats`` (or of the role): without them, none is ended and the error
+        says so."""
         check_role(role)
         with self._admin("terminate sessions", role) as cursor:
+            if started_before is not None:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                    " AND pid <> pg_backend_pid() AND backend_start IS NULL",
+                    (role,),
+                )
+                hidden = cursor.fetchone()
+                if hidden and int(str(hidden[0])):
+                    raise NotRetryable(
+                        f"PostgreSQL terminate sessions for role {role} failed: "
+                        f"{self._admin_login()} lacks the privilege to see when {hidden[0]} "
+                        f"session(s) of {role} began, so none was ended; it needs "
+                        f"pg_read_all_stats (GRANT pg_read_all_stats TO {self.admin_user})"
+                    )
             cursor.execute(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE usename = %s AND pid <> pg_backend_pid()"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from secretops.inventory import Inventory
 
 
 def _out(text: str = "") -> None:
@@ -18,7 +22,8 @@ def _out(text: str = "") -> None:
 def sandbox_up(args: argparse.Namespace) -> int:
     from sandbox import manager
 
-    info, started = manager.up(Path(args.dir), faults=args.fault, progress=_out)
+    info, started = manager.up(Path(args.dir), faults=args.fault, progress=_out,
+                               kubernetes=args.kubernetes)
     if not started:
         _out(f"sandbox already running in {info['dir']}")
     _out(manager.describe(info))
@@ -30,6 +35,19 @@ def sandbox_down(args: argparse.Namespace) -> int:
 
     stopped = manager.down(Path(args.dir))
     _out(f"sandbox stopped ({stopped} process(es) ended)" if stopped else "no sandbox running")
+    return 0
+
+
+def sandbox_build_binaries(args: argparse.Namespace) -> int:
+    from sandbox.realkube import binaries
+
+    if not args.force and not binaries.missing():
+        for name, path in binaries.find_all().items():
+            _out(f"{name:<24} {path}")
+        return 0
+    binaries.build(args.only, force=args.force, progress=_out)
+    for name, path in binaries.find_all().items():
+        _out(f"{name:<24} {path}")
     return 0
 
 
@@ -54,6 +72,8 @@ def sandbox_fault(args: argparse.Namespace) -> int:
         "down_seconds": args.down_seconds,
         "conflict_rate": args.conflict_rate,
     }
+    if args.redaction is not None:
+        knobs["redaction"] = args.redaction
     result = manager.set_fault(Path(args.dir), args.target, knobs)
     _out(json.dumps(result, indent=2))
     return 0
@@ -70,7 +90,56 @@ def inventory_check(args: argparse.Namespace) -> int:
     for secret in inv.secrets:
         envs = ", ".join(inv.environments_of(secret.id))
         _out(f"  {secret.id:<14} {secret.kind.value:<18} {envs}")
+    code = _key_expiries(inv) if args.keys else 0
+    return max(code, _external_secrets(inv)) if getattr(args, "cluster", False) else code
+
+
+def _key_expiries(inv: Inventory) -> int:
+    """One line per API key: when it expires, and whether that makes it due now."""
+    from datetime import UTC
+
+    from secretops.expiry import expiry_margin, key_expiries
+    from secretops.wiring import Wiring
+
+    now = datetime.now(UTC)
+    with Wiring(inv) as wiring:
+        pairs = [(s, env) for s in inv.secret_ids() for env in inv.environments_of(s)]
+        found = key_expiries(inv, wiring, pairs)
+    _out("API keys:")
+    for (secret, env), expires in found.items():
+        margin = expiry_margin(inv, inv.secret(secret).kind)
+        when = "no expiry" if expires is None else f"expires {expires:%Y-%m-%d %H:%M} UTC"
+        due = expires is not None and margin is not None and expires <= now + margin
+        _out(f"  {secret:<14} {env.value:<12} {when}" + ("  (due: within the expiry margin)"
+                                                        if due else ""))
     return 0
+
+
+def _external_secrets(inv: Inventory) -> int:
+    """One line per ExternalSecret the rotations force-sync: whether External Secrets
+    Operator will sync it on request (not with refreshInterval 0 or CreatedOnce)."""
+    from secretops.errors import SecretopsError
+    from secretops.wiring import Wiring
+
+    refused, seen = 0, set()
+    _out("ExternalSecrets:")
+    with Wiring(inv) as wiring:
+        for secret in inv.secret_ids():
+            for env in inv.environments_of(secret):
+                namespace = inv.namespace(env)
+                for spec in inv.stores(secret, env):
+                    name = getattr(spec, "external_secret", None)
+                    if not name or namespace is None or (namespace, name) in seen:
+                        continue
+                    seen.add((namespace, name))
+                    try:
+                        wiring.cluster().check_external_secret_syncable(namespace, name)
+                    except SecretopsError as exc:
+                        refused += 1
+                        _out(f"  {exc}")
+                        continue
+                    _out(f"  ExternalSecret {namespace}/{name} can be force-synced")
+    return 1 if refused else 0
 
 
 def dev_init(args: argparse.Namespace) -> int:
@@ -120,9 +189,22 @@ def setup(args: argparse.Namespace) -> int:
 
 
 def leak(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from secretops.cli import alerts, runs
 
+    wrong = alerts.leak_arguments_error(args)
+    if wrong:
+        return alerts.main_error(wrong)
+    if args.from_report:
+        return alerts.leak_from_report(args)
+    if args.via:
+        return alerts.drill_via_github(args)
     return runs.leak(args)
+
+
+def alerts_serve(args: argparse.Namespace) -> int:
+    from secretops.cli import alerts
+
+    return alerts.serve(args)
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -139,8 +221,13 @@ def break_glass(args: argparse.Namespace) -> int:
 
 def unlock(args: argparse.Namespace) -> int:
     from secretops.errors import SecretopsError
+    from secretops.inventory import load_inventory
     from secretops.prefect_setup import lock_holders, release_lock
 
+    known = load_inventory(args.inventory).secret_ids()
+    if args.secret not in known:
+        raise SecretopsError(f"no secret {args.secret!r} in the inventory (its secrets: "
+                             f"{', '.join(known)})")
     holders = lock_holders(args.secret)
     if holders and not args.force:
         raise SecretopsError(
@@ -166,20 +253,10 @@ def scan(args: argparse.Namespace) -> int:
         api_url=args.api_url,
         database_path=Path(args.database) if args.database else None,
         extra_files=[Path(p) for p in args.extra_file],
-        since=_iso_time(args.since) if args.since else None,
+        since=args.since,
     )
     _out(format_report(report))
     return 0 if report.ok else 1
-
-
-def _iso_time(text: str) -> datetime:
-    from secretops.errors import SecretopsError
-
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise SecretopsError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-29T10:00Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- quickstart --------------------------------------------------------------------------------

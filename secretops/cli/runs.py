@@ -11,16 +11,33 @@ from datetime import datetime
 from pathlib import Path
 
 from secretops.errors import SecretopsError
+from secretops.inventory import Inventory
 
 
-def _prepare(inventory: str) -> str:
-    from secretops import redaction
+def _checked(inventory: str, secret: str | None, kinds: tuple[str, ...] = ()) -> Inventory:
+    """The inventory, once it loads and names ``secret`` (of one of ``kinds`` when given)."""
     from secretops.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    if secret is not None:
+        wanted = [s for s in inv.secret_ids() if not kinds or inv.secret(s).kind in kinds]
+        if secret not in wanted:
+            what = "API key" if "openai_api_key" in kinds else "password" if kinds else "secret"
+            raise SecretopsError(f"no {what} {secret!r} in the inventory (its {what}s: "
+                                 f"{', '.join(wanted) or 'none'})")
+    return inv
+
+
+def _prepare(inventory: str, secret: str | None = None, kinds: tuple[str, ...] = ()) -> str:
+    """The inventory's absolute path, once it loads (and names ``secret``, of one of
+    ``kinds`` when given), with the Prefect concurrency limits its secrets need."""
+    from secretops import redaction
     from secretops.prefect_setup import ensure_concurrency_limits
 
     path = str(Path(inventory).resolve())
+    inv = _checked(path, secret, kinds)
     redaction.install()
-    for line in ensure_concurrency_limits(load_inventory(path)):
+    for line in ensure_concurrency_limits(inv):
         print(line, flush=True)
     return path
 
@@ -39,7 +56,7 @@ def rotate_api_key(args: argparse.Namespace) -> int:
     from flows.common import run_in_process
     from flows.rotate_api_key import rotate_api_key as flow
 
-    path = _prepare(args.inventory)
+    path = _prepare(args.inventory, args.secret, ("openai_api_key", "anthropic_api_key"))
     if not args.dry_run:
         _ask_for_key_if_needed(args.secret, args.env, path)
     result = run_in_process(flow(secret=args.secret, environment=args.env, reason=args.reason,
@@ -51,7 +68,7 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     from flows.common import run_in_process
     from flows.rotate_db_password import rotate_db_password as flow
 
-    path = _prepare(args.inventory)
+    path = _prepare(args.inventory, args.secret, ("postgres_password",))
     result = run_in_process(flow(environment=args.env, strategy=args.strategy,
                                  terminate_old_sessions=args.terminate_old_sessions,
                                  reason=args.reason, dry_run=args.dry_run, secret=args.secret,
@@ -83,9 +100,8 @@ def leak(args: argparse.Namespace) -> int:
     from datetime import UTC
 
     reported_at = datetime.now(UTC)
-    since = datetime.fromisoformat(args.since) if args.since else None
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    since: datetime | None = args.since  # parsed, in UTC, not in the future
+    _checked(args.inventory, args.secret)
     revoked = _revoke_first(args.secret, args.env, str(Path(args.inventory).resolve()),
                             since or reported_at)
     revoked_at = datetime.now(UTC)

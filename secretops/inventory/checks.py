@@ -72,6 +72,13 @@ def _environment_problems(inv: Inventory) -> Iterator[Problem]:
         for field in ("dotenv", "dotenv_example", "secrets_dir"):
             if env is not Environment.development and getattr(spec, field) is not None:
                 yield f"{path}.{field}", "local files are for development only"
+    accounts = inv.providers.openai.service_accounts if inv.providers.openai else {}
+    for env in accounts:
+        if env not in inv.environments:
+            yield (
+                f"providers.openai.service_accounts.{env.value}",
+                f"environment {env.value!r} is not under environments",
+            )
     for env in inv.access_policy:
         if env not in inv.environments:
             yield (

@@ -24,8 +24,11 @@ from secretops.inventory.model import STORE_TYPES, DockerSecretStoreSpec, Dotenv
 from secretops.inventory.root import Inventory
 
 DEFAULT_FILE = "inventory.yaml"
+MAX_BYTES = 1_000_000  # an inventory of thousands of secrets is a few hundred kB
+MAX_NODES = 200_000  # values once aliases are expanded: bounds the time validation takes
 ENV_VAR = "SECRETOPS_INVENTORY"
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _NOUNS = {"environments": "environment", "stores": "environment", "access_policy": "environment"}
 _TYPE_WORDS = {
     "model_type": "a mapping",
@@ -65,14 +68,38 @@ class _Loader(yaml.SafeLoader):
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
+    if len(text) > MAX_BYTES:
+        raise InventoryError(f"{path}: {len(text)} characters: an inventory is at most "
+                             f"{MAX_BYTES} (is this the right file?)")
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:
+        raise InventoryError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise InventoryError(f"{path}: {where}invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise InventoryError(f"{path}: invalid YAML: {exc}") from None
+    if _expanded_size(data, MAX_NODES) > MAX_NODES:
+        raise InventoryError(f"{path}: the document expands to more than {MAX_NODES} values "
+                             "(anchors and aliases that repeat each other?)")
+    return data
+
+
+def _expanded_size(data: Any, budget: int) -> int:
+    """How many values ``data`` holds with every alias expanded, counted up to just past
+    ``budget`` (an alias of an alias of ... grows exponentially; counting stops early)."""
+    count, stack = 0, [data]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _found(value: Any) -> str:
@@ -102,6 +129,8 @@ def _loc_path(loc: Sequence[int | str]) -> str:
             text += f"[{item}]"
         elif item == "[key]" or (item in STORE_TYPES and isinstance(previous, int)):
             pass
+        elif not _PLAIN_NAME.fullmatch(item):  # a key as written could break the line
+            text += f"[{_shown(item)}]"
         else:
             text += f".{item}" if text else item
         previous = item

@@ -131,10 +131,23 @@ class CredentialRef(StrictModel):
         return f"file {self.file}"
 
 
+ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
 class OpenAIProvider(StrictModel):
+    """``service_accounts``: the service account each environment's keys are minted on (an
+    environment without one gets a new service account per key). A minted key expires after
+    the secret's rotation period plus ``key_grace_days``; ``scopes`` restricts new keys (all
+    of the account's permissions when unset). A key that expires within
+    ``expiry_margin_days`` is due for rotation whatever its schedule says."""
+
     base_url: HttpUrl = "https://api.openai.com"
     admin_credential: str
     project_id: str
+    service_accounts: dict[Environment, ProviderId] = {}
+    key_grace_days: int = Field(14, ge=1, le=365)
+    scopes: list[Annotated[str, Field(pattern=r"^[a-z0-9_.]{1,64}$")]] | None = None
+    expiry_margin_days: int = Field(7, ge=0, le=90)
 
 
 class AnthropicProvider(StrictModel):
@@ -143,6 +156,7 @@ class AnthropicProvider(StrictModel):
     workspace_id: str | None = None
     console_url: HttpUrl | None = None
     key_prefix: str = "sk-ant-"
+    expiry_margin_days: int = Field(7, ge=0, le=90)
 
 
 class Providers(StrictModel):

@@ -21,6 +21,12 @@ _BLOCK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+
+def _q(value: str, limit: int = 60) -> str:
+    """``value`` quoted for an error line: escaped, and shortened past ``limit``."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 def _shown(value: str) -> str:
     """``value`` quoted, with non-ASCII characters escaped so look-alikes are visible."""
     return "'" + value.encode("ascii", "backslashreplace").decode() + "'"
@@ -100,11 +106,11 @@ def cron(value: str) -> str:
 
     fields = value.split()
     if len(fields) != 5:
-        raise ValueError(f"cron {value!r} must have 5 fields, found {len(fields)}")
+        raise ValueError(f"cron {_q(value)} must have 5 fields, found {len(fields)}")
     try:
         CronSim(value, datetime(2000, 1, 1))
     except CronSimError as exc:
-        raise ValueError(f"cron {value!r} does not parse: {exc}") from None
+        raise ValueError(f"cron {_q(value)} does not parse: {exc}") from None
     return value
 
 
@@ -112,8 +118,8 @@ def timezone(value: str) -> str:
     """An IANA time-zone name (``UTC``, ``Europe/Berlin``)."""
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r}") from None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown timezone {_q(value)}") from None
     return value
 
 
@@ -121,5 +127,5 @@ def relative_file_name(value: str) -> str:
     """A path below a folder: relative, without ``..``, not the folder itself."""
     path = PurePosixPath(value)
     if not value or path.is_absolute() or ".." in path.parts or str(path) == ".":
-        raise ValueError(f"path {value!r} escapes the secrets folder (use a name inside it)")
+        raise ValueError(f"path {_q(value)} escapes the secrets folder (use a name inside it)")
     return value

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.anthropic_api import AnthropicState
-from secretops.adapters.providers import AnthropicProvider, ProviderRefused
+from secretops.adapters.anthropic_admin import AnthropicProvider
+from secretops.adapters.providers import ProviderRefused
 from secretops.models import SecretValue
 
 
@@ -39,6 +40,21 @@ def test_find_check_and_deactivate(
     assert provider.revoke_key(key_id) is False
     assert {k.id: k.status for k in provider.list_keys()}[key_id] == "inactive"
 
+    # refused: now for good
+    assert provider.revoke_key(key_id, final=True) is False  # it was not active any more
+    assert state.keys[key_id].status == "archived"
+    assert provider.revoke_key(key_id, final=True) is False
+
+
+def test_a_leaked_key_is_archived_at_once(
+    anthropic_world: tuple[AnthropicState, str], provider: AnthropicProvider
+) -> None:
+    state, _ = anthropic_world
+    key_id, value = state.mint_key("backend-production-leaked")
+    assert provider.revoke_key(key_id, final=True) is True
+    assert state.keys[key_id].status == "archived"
+    assert provider.check_key(SecretValue(value)) is False
+
 
 def test_workspace_filter_and_paging(anthropic_world: tuple[AnthropicState, str]) -> None:
     state, url = anthropic_world
@@ -63,3 +79,18 @@ def test_refusals_name_call_status_and_type(
     assert "not-a-real" not in text
     with pytest.raises(ProviderRefused, match="HTTP 404"):
         provider.revoke_key("apikey_01doesnotexist")
+
+
+def test_an_admin_key_without_the_permission_is_one_clear_line(
+    anthropic_world: tuple[AnthropicState, str],
+) -> None:
+    state, url = anthropic_world
+    _, ordinary = state.mint_key("not-an-admin-key")
+    before = {key_id: key.status for key_id, key in state.keys.items()}
+    with (AnthropicProvider(url, SecretValue(ordinary)) as provider,
+          pytest.raises(ProviderRefused) as refused):
+        provider.revoke_key(next(iter(before)), final=True)
+    text = str(refused.value)
+    assert "HTTP 403 (permission_error)" in text and "\n" not in text
+    assert "sk-ant-" not in text
+    assert {key_id: key.status for key_id, key in state.keys.items()} == before

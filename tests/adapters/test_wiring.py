@@ -12,10 +12,11 @@ from sandbox.anthropic_api import AnthropicState
 from sandbox.aws import ADMIN_ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from sandbox.openai_api import OpenAIState
 from sandbox.postgres import PostgresInfo
+from secretops.adapters.anthropic_admin import AnthropicProvider
 from secretops.adapters.aws import AwsConfig, AwsSecretStore
 from secretops.adapters.files import DockerSecretStore, DotenvStore
 from secretops.adapters.kube_store import KubernetesSecretStore
-from secretops.adapters.providers import AnthropicProvider, OpenAIProvider
+from secretops.adapters.openai_admin import OpenAIProvider
 from secretops.inventory import load_inventory
 from secretops.models import SecretKind, SecretValue
 from secretops.wiring import Wiring

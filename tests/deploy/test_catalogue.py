@@ -112,7 +112,13 @@ def test_bindings_and_worker_use_the_two_service_accounts() -> None:
     subjects = {(b["metadata"]["namespace"], s["name"]) for b in bindings for s in b["subjects"]}
     assert subjects == {("intelliprompt", "secretops"), ("intelliprompt-staging", "secretops"),
                         ("secretops", "secretops-worker")}
-    assert all(d["kind"] != "ClusterRoleBinding" for d in docs)
+    # The one cluster-wide grant is the access audit's: it reads RBAC objects, nothing else.
+    cluster = [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert {(d["kind"], d["metadata"]["name"]) for d in cluster} == {
+        ("ClusterRole", "secretops-access-audit"), ("ClusterRoleBinding", "secretops-access-audit")}
+    role = next(d for d in cluster if d["kind"] == "ClusterRole")
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"}
+               and r["apiGroups"] == ["rbac.authorization.k8s.io"] for r in role["rules"])
     worker = next(d for d in docs if d["kind"] == "Deployment")
     spec = worker["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "secretops-worker"

@@ -24,7 +24,10 @@ from tests.flows.conftest import World, mint_console_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["development", "staging", "production"]
-REVOKE_BUDGET_SECONDS = 3.0
+# from the CLI's start to the provider refusing the key in all three environments: 2.5 s for
+# Anthropic on an idle 2-core machine, 1.3 s of it the official anthropic client's import
+# (its types); the margin is for the suite's other worker sharing the cores
+REVOKE_BUDGET_SECONDS = 4.0
 
 
 def stage_console_keys(world: World, environments: Iterable[str] = ENVIRONMENTS) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from dotenv import dotenv_values
 from psycopg.conninfo import make_conninfo
 
-from flows.rotate_db_password import rotate_db_password
+from flows.rotate_db_password import RotationFailed, rotate_db_password
 from secretops.errors import InventoryError, NotRetryable
 from secretops.inventory import load_inventory
 from secretops.models import Credential, SecretValue, Stage
@@ -72,6 +73,7 @@ def reads_items(world: World, environment: str, credential: Credential) -> bool:
 
 
 def admin(world: World) -> psycopg.Connection[Any]:
+    """A session as the admin login the flows use, with the credential they resolve."""
     info = world.info["postgres"]
     password = world.wiring.credential("postgres-admin").reveal()
     return psycopg.connect(make_conninfo(host=info["host"], port=str(info["port"]),
@@ -79,9 +81,20 @@ def admin(world: World) -> psycopg.Connection[Any]:
                                          password=password), autocommit=True)
 
 
+def superuser(world: World) -> psycopg.Connection[Any]:
+    """A session as the cluster's bootstrap superuser, which the flows are never given: it
+    alone reads ``pg_authid``."""
+    info = world.info["postgres"]
+    password = (Path(world.info["dir"]) / "credentials" / "postgres-superuser-password"
+                ).read_text().strip()
+    return psycopg.connect(make_conninfo(host=info["host"], port=str(info["port"]),
+                                         dbname="postgres", user=info["superuser"],
+                                         password=password), autocommit=True)
+
+
 def roles(world: World) -> list[tuple[Any, ...]]:
     """Every role of the server with its password verifier and login flag."""
-    with admin(world) as connection:
+    with superuser(world) as connection:
         return connection.execute(
             "SELECT rolname, rolpassword, rolcanlogin FROM pg_authid ORDER BY 1").fetchall()
 
@@ -259,6 +272,85 @@ def test_dry_run_changes_nothing(world: World, kubectl: Any, environment: str) -
                                             inventory=world.path))
     assert "dry run: nothing changed" in report and "would run: 2. Update in database" in report
     assert world_state(world, kubectl) == before
+
+
+def test_the_flows_admin_is_a_createrole_non_superuser(world: World, kubectl: Any) -> None:
+    """The admin login every environment's inventory names, with the credential the flows
+    resolve, is no superuser (as on RDS or Cloud SQL): refused what only a superuser may do,
+    and the attempts leave the world unchanged."""
+    info = world.info["postgres"]
+    before = world_state(world, kubectl)
+    assert info["admin_user"] != info["superuser"]
+    for environment in world.inventory.environments_of(SECRET):
+        assert world.inventory.postgres(environment).admin_user == info["admin_user"]
+        assert world.wiring.database(environment).admin_user == info["admin_user"]
+    with admin(world) as connection:
+        assert connection.execute("SELECT current_user").fetchone() == (info["admin_user"],)
+        attributes = connection.execute(
+            "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert attributes == (False, True)
+        for statement in (f"ALTER ROLE {info['superuser']} PASSWORD NULL",
+                          "ALTER ROLE current_user SUPERUSER",
+                          "CREATE ROLE would_be_root SUPERUSER",
+                          "SELECT rolpassword FROM pg_authid"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute(statement)
+    assert world_state(world, kubectl) == before
+
+
+def take_privilege(world: World, role: str, back: bool = False) -> None:
+    """As the superuser, take from the admin login (or give ``back``) what it needs to alter
+    ``role``: ADMIN OPTION on it (16+), CREATEROLE (15)."""
+    login = world.info["postgres"]["admin_user"]
+    with superuser(world) as connection:
+        if connection.info.server_version >= 160000:
+            statement = (f"GRANT {role} TO {login} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
+                         if back else f"REVOKE ADMIN OPTION FOR {role} FROM {login}")
+        else:
+            statement = f"ALTER ROLE {login} {'CREATEROLE' if back else 'NOCREATEROLE'}"
+        connection.execute(statement)
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_an_admin_lacking_the_privilege_fails_in_one_line_and_changes_nothing(
+    world: World, kubectl: Any
+) -> None:
+    """The admin login may not alter the application's role: step 2 fails with one line that
+    names the role, the admin login and the privilege it lacks (no password, no chained
+    traceback), the run is rolled back and the world is as it was. Given the privilege back,
+    the same rotation succeeds."""
+    environment = "development"
+    role = world.inventory.role_for(SECRET, environment)
+    login = world.info["postgres"]["admin_user"]
+    before = world_state(world, kubectl)
+    old = current(world, environment)
+    pending = Credential(SecretValue(secrets.token_urlsafe(30)), role)
+    world.seen.append(pending.secret)
+    take_privilege(world, role)
+    try:
+        for store in world.wiring.stores(SECRET, environment):
+            store.stage_pending(pending)
+        with pytest.raises(RotationFailed) as failure:
+            asyncio.run(rotate_db_password(environment=environment, strategy="single",
+                                           inventory=world.path))
+        text = str(failure.value)
+        assert "\n" not in text and failure.value.__cause__ is None, text
+        assert (f"PostgreSQL set password for role {role} failed: the admin login {login} "
+                "(credential postgres-admin) lacks the privilege (42501 ") in text, text
+        assert f"ADMIN OPTION on role {role}" in text or "CREATEROLE" in text, text
+        assert not [v.fingerprint() for v in world.seen if v.reveal() in text]
+        assert "SCRAM" not in text
+        assert world_state(world, kubectl) == before
+        assert reads_items(world, environment, old)
+        assert not reads_items(world, environment, pending)
+        assert_not_in_postgres_log(world)
+    finally:
+        take_privilege(world, role, back=True)
+    since = datetime.now(UTC)
+    asyncio.run(rotate_db_password(environment=environment, strategy="single",
+                                   inventory=world.path))
+    assert_rotated(world, kubectl, environment, old, since)
 
 
 INJECTIONS = [

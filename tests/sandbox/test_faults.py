@@ -1,17 +1,21 @@
-"""Fault knobs, over real HTTP: error rate, codes, latency, down, conflicts, control endpoint."""
+"""Fault knobs, over real HTTP: error rate, codes, latency, down, conflicts, control endpoint,
+and the OpenAI listing's redaction form set from the command line."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from sandbox.faults import FaultMiddleware, Faults, Knobs, control_app, parse_spec
 from tests.sandbox.asgi_server import serve
@@ -96,7 +100,9 @@ def test_errors_are_provider_shaped(world: tuple[Faults, dict[str, str]]) -> Non
     assert anthropic.json() == {
         "type": "error",
         "error": {"type": "rate_limit_error", "message": "Too Many Requests"},
+        "request_id": anthropic.json()["request_id"],
     }
+    assert anthropic.json()["request_id"].startswith("req_")
     aws = httpx.post(urls["aws"] + "/", headers={"content-type": "application/x-amz-json-1.1"})
     assert aws.json()["__type"] == "ThrottlingException"
     assert aws.headers["x-amzn-errortype"] == "ThrottlingException"
@@ -191,3 +197,45 @@ def test_boto3_reads_injected_aws_errors(world: tuple[Faults, dict[str, str]]) -
             getattr(boto3.client(service, **options), call)()
         assert caught.value.response["Error"]["Code"] == "ThrottlingException"
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_cli_redaction_switches_the_openai_listing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``secretops sandbox fault openai --redaction stars|dots``: the parser, the command, the
+    control endpoint, the knob, the listing; the official client parses both forms."""
+    import openai
+    from openai.types.admin.organization.projects.project_api_key import ProjectAPIKey
+
+    from sandbox.openai_api import OpenAIState, openai_app
+    from secretops.cli import build_parser
+
+    faults, state = Faults(), OpenAIState()
+    state.redaction = lambda: faults.get("openai").redaction
+    _, value = state.mint_service_account_key("proj_intelliprompt", "redaction-cli")
+    control = Starlette(routes=[Route("/healthz", ok), Mount("/", control_app(faults))])
+    forms = {"stars": f"{value[:8]}{'*' * 16}{value[-4:]}",
+             "dots": f"{value[:14]}...{value[-4:]}"}
+    assert forms["stars"].startswith("sk-svcac****")
+    with (serve(openai_app(state)) as api, serve(control) as control_url,
+          openai.OpenAI(admin_api_key=state.create_admin_key(), api_key="",
+                        base_url=f"{api}/v1", max_retries=0) as client):
+        info = {"pids": {"supervisor": os.getpid()}, "control": control_url}
+        (tmp_path / "sandbox.json").write_text(json.dumps(info))
+        for form in ("stars", "dots"):
+            args = build_parser().parse_args(
+                ["sandbox", "fault", "openai", "--dir", str(tmp_path), "--redaction", form])
+            assert args.run(args) == 0
+            assert json.loads(capsys.readouterr().out)["redaction"] == form
+            keys = client.admin.organization.projects.api_keys
+            raw = json.loads(keys.with_raw_response.list("proj_intelliprompt").http_response
+                             .content)["data"]
+            assert [ProjectAPIKey.model_validate(item).redacted_value for item in raw] == [
+                forms[form]]
+            assert [key.redacted_value for key in keys.list("proj_intelliprompt")] == [
+                forms[form]]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sandbox", "fault", "openai", "--help"])
+    assert "--redaction {dots,stars}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sandbox", "fault", "openai", "--redaction", "hashes"])

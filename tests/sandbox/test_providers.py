@@ -192,6 +192,7 @@ def test_anthropic_key_deactivation(
     assert refused.json() == {
         "type": "error",
         "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        "request_id": refused.headers["request-id"],
     }
     inactive = api.get(
         "/v1/organizations/api_keys", headers=admin_headers, params={"status": "inactive"}

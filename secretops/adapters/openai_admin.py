@@ -1,0 +1,228 @@
+"""OpenAI's Admin API on the official ``openai`` client (implements ``KeyProvider``).
+
+A new key is minted on the environment's service account
+(``POST /organization/projects/{project}/service_accounts/{account}/api_keys``) with an
+expiry, so a key outlives a stopped scheduler by days, not forever. Where no account is set
+for the environment, or the organization refuses keys per account, the key is the one a new
+service account named after it is created with (no expiry can be set at creation then; it is
+set right after). Revoking deletes the key; a service account secretops made for one key
+goes with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import openai
+from openai import OpenAI, Timeout
+
+from secretops.adapters.providers import (
+    ATTEMPTS,
+    CONNECT_SECONDS,
+    PAGE,
+    TIMEOUT_SECONDS,
+    AdminClient,
+    ProviderKeyGone,
+    ProviderRefused,
+    ProviderUnavailable,
+    error_type,
+    failure,
+    timestamp,
+)
+from secretops.models import NewProviderKey, ProviderKey, SecretValue
+
+# names of the service accounts secretops makes, one per key, where keys per account are refused
+OWN_ACCOUNT_PREFIX = "secretops-"
+# error codes with which an organization refuses keys minted on an existing service account
+PER_ACCOUNT_REFUSED = ("per_account_keys_disabled", "unsupported_operation")
+
+
+def _key(item: Any) -> ProviderKey:
+    """Our record of an SDK ``ProjectAPIKey``."""
+    owner = item.owner
+    account = owner.service_account if owner is not None else None
+    extra = {"owner_type": str(owner.type or "") if owner is not None else "",
+             "key_name": item.name}
+    if account is not None:
+        extra["service_account_id"] = account.id
+        extra["service_account_name"] = account.name
+    return ProviderKey(
+        id=item.id,
+        # a key minted on an account carries its own name; the key of an account made for
+        # it (or seeded with it) is known by the account's name
+        name=(item.name if account is None or item.name.startswith(OWN_ACCOUNT_PREFIX)
+              else account.name),
+        status="active",
+        created_at=timestamp(item.created_at),
+        last_used_at=timestamp(item.last_used_at),
+        expires_at=timestamp(getattr(item, "expires_at", None)),
+        redacted_value=item.redacted_value,
+        extra=extra,
+    )
+
+
+class OpenAIProvider(AdminClient):
+    """One OpenAI project, through the Admin API (an ``sk-admin-`` key).
+
+    ``service_accounts`` maps an environment to the service account its keys are minted
+    on."""
+
+    provider = "OpenAI"
+    errors = (openai.APIError,)
+
+    def __init__(
+        self,
+        base_url: str,
+        admin_key: SecretValue,
+        project_id: str,
+        service_accounts: Mapping[str, str] | None = None,
+    ) -> None:
+        self._project = project_id
+        self._accounts = dict(service_accounts or {})
+        self._base_url = base_url.rstrip("/") + "/v1"
+        timeout = Timeout(TIMEOUT_SECONDS, connect=CONNECT_SECONDS)
+        self._client = OpenAI(
+            admin_api_key=admin_key.reveal(), api_key="", base_url=self._base_url,
+            max_retries=ATTEMPTS - 1, timeout=timeout,
+        )
+        self._projects = self._client.admin.organization.projects
+        # creations are not repeated by the client: one that failed may have happened
+        self._creating = self._client.with_options(max_retries=0).admin.organization.projects
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider({self._base_url}, project={self._project})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    @property
+    def can_create_keys(self) -> bool:
+        return True
+
+    def create_key(self, name: str, environment: str | None = None,
+                   lifetime: timedelta | None = None,
+                   scopes: Sequence[str] | None = None) -> NewProviderKey:
+        """A new key named ``name``, minted on ``environment``'s service account, expiring
+        after ``lifetime`` (never, without one), limited to ``scopes`` (all the account's
+        permissions, without them)."""
+        account = self._accounts.get(environment or "")
+        if account is not None:
+            try:
+                return self._mint(account, name, lifetime, scopes)
+            except _PerAccountRefused:
+                pass
+        return self._new_account(name, lifetime, scopes)
+
+    def _mint(self, account: str, name: str, lifetime: timedelta | None,
+              scopes: Sequence[str] | None) -> NewProviderKey:
+        options: dict[str, Any] = {"name": name}
+        if lifetime is not None:
+            options["expires_in_seconds"] = int(lifetime.total_seconds())
+        if scopes is not None:
+            options["scopes"] = list(scopes)
+        creating = self._creating.service_accounts.api_keys
+        try:
+            created = creating.create(account, project_id=self._project, **options)
+        except openai.APIStatusError as exc:
+            if error_type(exc.body) in PER_ACCOUNT_REFUSED:
+                raise _PerAccountRefused from None
+            raise self._failure("create service account key", exc) from None
+        except openai.APIError as exc:
+            raise self._failure("create service account key", exc) from None
+        key = ProviderKey(
+            id=created.id, name=created.name, status="active",
+            created_at=timestamp(created.created_at),
+            expires_at=timestamp(created.expires_at),
+            extra={"service_account_id": account, "owner_type": "service_account"},
+        )
+        return NewProviderKey(key=key, value=SecretValue(created.value))
+
+    def _new_account(self, name: str, lifetime: timedelta | None,
+                     scopes: Sequence[str] | None) -> NewProviderKey:
+        creating = self._creating.service_accounts
+        with self.calling("create service account"):
+            created = creating.create(self._project, name=name)
+        api_key = created.api_key
+        if api_key is None or not api_key.value:
+            raise ProviderUnavailable("OpenAI create service account answered without a key")
+        value = SecretValue(api_key.value)
+        expires = timestamp(api_key.expires_at)
+        if lifetime is not None or scopes is not None:
+            options: dict[str, Any] = {}
+            if lifetime is not None:
+                options["expires_in_seconds"] = int(lifetime.total_seconds())
+            if scopes is not None:
+                options["scopes"] = list(scopes)
+            with self.calling("set key expiry"):
+                updated = self._projects.api_keys.update(
+                    api_key.id, project_id=self._project, **options)
+            expires = timestamp(updated.expires_at)
+        key = ProviderKey(
+            id=api_key.id, name=created.name, status="active",
+            created_at=timestamp(api_key.created_at), expires_at=expires,
+            extra={"service_account_id": created.id, "owner_type": "service_account"},
+        )
+        return NewProviderKey(key=key, value=value)
+
+    def _failure(self, call: str, exc: Exception) -> Exception:
+        return failure(self.provider, call, exc)
+
+    def list_keys(self) -> list[ProviderKey]:
+        """Every enabled key of the project, those of owners who left it too (without
+        ``owner_project_access=any`` the listing applies membership-based visibility)."""
+        with self.calling("list keys"):
+            page = self._projects.api_keys.list(self._project, limit=PAGE,
+                                                owner_project_access="any")
+            return [_key(item) for item in page]
+
+    def get_key(self, key_id: str) -> ProviderKey | None:
+        """The key with this id; None when it no longer exists."""
+        try:
+            with self.calling("get key"):
+                return _key(self._projects.api_keys.retrieve(key_id, project_id=self._project))
+        except ProviderKeyGone:
+            return None
+
+    def check_key(self, value: SecretValue) -> bool:
+        """Whether the provider accepts the key (``GET /v1/models``). Only 401 means refused:
+        a 403 answers a key the provider authenticated that lacks the scope to list models
+        (a restricted key), and such a key works, for the application and for whoever holds
+        a leaked copy."""
+        try:
+            # a copy sharing the connections (closing it would close them)
+            self._client.with_options(api_key=value.reveal()).models.list()
+        except openai.AuthenticationError:
+            return False
+        except openai.PermissionDeniedError:
+            return True
+        except openai.APIError as exc:
+            raise self._failure("check key", exc) from None
+        return True
+
+    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+        """Delete the key (a deletion is always final), and the service account secretops
+        made for it alone, if it was made so. False when the key is already gone."""
+        key = self.get_key(key_id)
+        if key is None:
+            return False
+        account = key.extra.get("service_account_id")
+        own = str(key.extra.get("service_account_name", "")).startswith(OWN_ACCOUNT_PREFIX)
+        try:
+            if account and own and account not in self._accounts.values():
+                with self.calling("delete service account"):
+                    self._projects.service_accounts.delete(account, project_id=self._project)
+            else:
+                with self.calling("delete key"):
+                    self._projects.api_keys.delete(key_id, project_id=self._project)
+        except ProviderKeyGone:
+            return False
+        return True
+
+
+class _PerAccountRefused(Exception):
+    """The organization does not allow keys minted on an existing service account."""
+
+
+__all__ = ["OpenAIProvider", "ProviderRefused"]
