@@ -30,12 +30,13 @@ import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from flows.common import inventory_path, secret_lock
 from flows.rotate_api_key import PAUSE_KEY, wait_for_person_if_needed
@@ -124,7 +125,7 @@ async def respond_to_leak(
     reported_at: datetime | None = None,
     postmortem_dir: str | None = None,
     inventory: str | None = None,
-    person_timeout_seconds: int = 3600,
+    person_timeout_seconds: Annotated[int, Field(ge=1)] = 3600,
     revoked_before: dict[str, list[str]] | None = None,
     revoked_before_at: datetime | None = None,
     leaked_fingerprint: str | None = None,

@@ -13,6 +13,8 @@ revokes the new key and fails the run with what happened and what to do.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -26,8 +28,9 @@ from pydantic import Field, SecretStr
 
 from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
 from secretops import locks
-from secretops.errors import SecretopsError
+from secretops.errors import NotRetryable, SecretopsError
 from secretops.models import Environment, SecretValue, Stage
+from secretops.ports import KeyProvider
 from secretops.report import RunReport
 from secretops.staging import check_shape, person_instructions, stage_key
 from tasks.api_keys import (
@@ -45,10 +48,11 @@ from tasks.consumers import (
     verify_logs,
 )
 from tasks.plan import plan_rotation
-from tasks.stores import restore_previous, update_secret
+from tasks.stores import check_current_values, restore_previous, update_secret
 
 PAUSE_KEY = "new-key"
 PAUSE_POLL_SECONDS = 2  # how soon the run goes on after a person submits the form
+PERSON_ATTEMPTS = 3  # a key refused in the form is asked for again, as a password prompt does
 
 STEPS = [
     "1. Generate new key at provider", "2. Update secret", "3. Restart pods", "4. Verify",
@@ -58,6 +62,10 @@ STEPS = [
 
 class RotationFailed(SecretopsError):
     """The rotation failed and was rolled back."""
+
+
+class KeyRefused(NotRetryable):
+    """Every key a person gave in the form was refused; nothing was stored."""
 
 
 class NewKey(RunInput):
@@ -73,7 +81,7 @@ async def rotate_api_key(
     reason: str = "scheduled rotation",
     dry_run: bool = False,
     inventory: str | None = None,
-    person_timeout_seconds: int = 3600,
+    person_timeout_seconds: Annotated[int, Field(ge=1)] = 3600,
 ) -> str | State[str]:
     """Rotate an API key in one environment, following the runbook; see the module doc."""
     with one_prefect_client():
@@ -88,6 +96,7 @@ async def rotate_api_key(
             return report.markdown()
         with locks.hold([secret_lock(secret_id)]):
             report.add(check_external_secrets(secret_id, env, path))
+            report.add(check_current_values(secret_id, env, path))
             if not await wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds,
                                                    report):
                 report.outcome = "cancelled: no key was provided in time; nothing changed"
@@ -112,7 +121,17 @@ async def rotate_api_key(
                 report.add(verify_new_key(secret_id, env, path))
             except Exception as exc:
                 report.failed("verification", exc)
-                roll_back(secret_id, env, path, report)
+                try:
+                    roll_back(secret_id, env, path, report)
+                except Exception as undo:
+                    report.failed("roll back", undo)
+                    report.outcome = "failed, and so did the rollback: see the steps above"
+                    await publish(report, f"rotate-{secret_id}-{env}")
+                    raise RotationFailed(
+                        f"rotating {secret_id} in {env} failed ({exc}), and so did the rollback "
+                        f"({undo}); the stores may disagree: see the run's report, fix the "
+                        "cause and rerun (a rerun finishes or undoes it)"
+                    ) from None
                 report.outcome = "failed and rolled back: the previous key is current again"
                 await publish(report, f"rotate-{secret_id}-{env}")
                 raise RotationFailed(
@@ -151,23 +170,54 @@ async def wait_for_person_if_needed(
     person = person_instructions(inv, secret, environment)
     logger = get_run_logger()
     logger.info("waiting up to %s s for a person to provide the new %s key", timeout, secret)
+    refusal = ""
+    for attempt in range(1, PERSON_ATTEMPTS + 1):
+        key = pause_key if attempt == 1 else f"{pause_key}-{attempt}"
+        description = person.markdown(secret, environment)
+        if refusal:
+            description = (f"**The key given was refused: {refusal}.** Nothing was stored; "
+                           f"paste the key again (attempt {attempt} of {PERSON_ATTEMPTS}).\n\n"
+                           + description)
+        try:
+            answer = await apause_flow_run(
+                wait_for_input=NewKey.with_initial_data(description=description),
+                timeout=timeout, poll_interval=PAUSE_POLL_SECONDS, key=key,
+            )
+        except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
+            report.failed("Generate new key at provider (waiting for a person)", exc)
+            leave_pause("no key was provided in time")
+            return False
+        text = answer.key.get_secret_value()
+        await adelete_flow_run_input(keyset_from_base_key(f"paused-{key}")["response"])
+        if not text.strip():
+            refusal = "no key was given (the field was empty or only white space)"
+            logger.warning("the key given in the form was refused (%s); nothing was stored",
+                           refusal)
+            continue
+        value = SecretValue(text)
+        refusal = refusal_of(value, person.key_prefix, provider)
+        if not refusal:
+            stage_key(stores, value)
+            logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
+            return True
+        logger.warning("the key given in the form was refused (%s); nothing was stored",
+                       refusal)
+    raise KeyRefused(
+        f"the {secret} key given in the form was refused {PERSON_ATTEMPTS} times (last: "
+        f"{refusal}); nothing was changed. Create a key at {person.console_url} and rerun."
+    )
+
+
+def refusal_of(value: SecretValue, prefix: str | None, provider: KeyProvider) -> str:
+    """Why a key given by a person cannot be the new key ("" when it can): its shape, then
+    whether the provider accepts it (a key revoked already, or one of another account)."""
     try:
-        answer = await apause_flow_run(
-            wait_for_input=NewKey.with_initial_data(
-                description=person.markdown(secret, environment)
-            ),
-            timeout=timeout, poll_interval=PAUSE_POLL_SECONDS, key=pause_key,
-        )
-    except Exception as exc:  # FlowPauseTimeout, or a server that refused the pause
-        report.failed("Generate new key at provider (waiting for a person)", exc)
-        leave_pause("no key was provided in time")
-        return False
-    value = SecretValue(answer.key.get_secret_value())
-    await adelete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
-    check_shape(value, person.key_prefix)
-    stage_key(stores, value)
-    logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
-    return True
+        check_shape(value, prefix)
+    except SecretopsError as exc:
+        return str(exc)
+    if not provider.check_key(value):
+        return "the provider refuses that key (revoked, expired or not of this organization)"
+    return ""
 
 
 def leave_pause(message: str) -> None:

@@ -39,7 +39,7 @@ from tasks.database import (
     verify_new_login,
 )
 from tasks.plan import plan_rotation
-from tasks.stores import restore_previous, update_secret
+from tasks.stores import check_current_values, restore_previous, update_secret
 
 STEPS = ["1. Create new password", "2. Update in database", "3. Update secret",
          "4. Restart app", "Verify the logs and a fresh login", "Invalidate old password"]
@@ -78,6 +78,7 @@ async def rotate_db_password(
             return report.markdown()
         with locks.hold([secret_lock(secret)]):
             report.add(check_external_secrets(secret, env, path))
+            report.add(check_current_values(secret, env, path))
             report.add(create_new_password(secret, env, path, chosen.value))
             try:
                 updated = report.add(update_in_database(secret, env, path))
@@ -88,7 +89,17 @@ async def rotate_db_password(
                 report.add(verify_new_login(secret, env, path))
             except Exception as exc:
                 report.failed("verification", exc)
-                roll_back(secret, env, path, report)
+                try:
+                    roll_back(secret, env, path, report)
+                except Exception as undo:
+                    report.failed("roll back", undo)
+                    report.outcome = "failed, and so did the rollback: see the steps above"
+                    await publish(report, f"rotate-{secret}-{env}")
+                    raise RotationFailed(
+                        f"rotating {secret} in {env} failed ({exc}), and so did the rollback "
+                        f"({undo}); the stores and the database may disagree: see the run's "
+                        "report, fix the cause and rerun (a rerun finishes or undoes it)"
+                    ) from None
                 report.outcome = ("failed and rolled back: the previous credentials are current "
                                   "again")
                 await publish(report, f"rotate-{secret}-{env}")

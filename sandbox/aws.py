@@ -58,6 +58,37 @@ _PARAMETERS = {
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/")
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 
+def _keep_current_in_step() -> None:
+    """Mend moto's Secrets Manager where it parts from AWS: ``UpdateSecretVersionStage``
+    moving AWSCURRENT leaves moto's notion of the current version behind, so a later
+    ``PutSecretValue`` (an edit in the console, say) demotes an older version to AWSPREVIOUS
+    and leaves two versions labelled AWSCURRENT. AWS moves the label from whichever version
+    holds it (API_PutSecretValue); so must the sandbox. ``tests/sandbox/test_aws.py`` holds
+    it to that."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    moved = SecretsManagerBackend.update_secret_version_stage
+    if getattr(moved, "keeps_current_in_step", False):
+        return
+
+    def update_secret_version_stage(self: SecretsManagerBackend, secret_id: str,
+                                    version_stage: str, remove_from_version_id: str,
+                                    move_to_version_id: str) -> tuple[str, str]:
+        answer = moved(self, secret_id, version_stage, remove_from_version_id,
+                       move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            secret = self.secrets[secret_id]  # type: ignore[index]
+            secret.default_version_id = move_to_version_id
+        return answer
+
+    update_secret_version_stage.keeps_current_in_step = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.update_secret_version_stage = (  # type: ignore[method-assign]
+        update_secret_version_stage)
+
+
+_keep_current_in_step()
+
+
 ADMIN_ACCESS_KEY_ID = "AKIASECRETOPSADMIN01"
 ESO_ACCESS_KEY_ID = "ASIAEXTERNALSECRETS1"
 CONTRACTOR_ACCESS_KEY_ID = "AKIACONTRACTORLAPTOP"

@@ -11,14 +11,23 @@ from secretops.inventory import Inventory
 from secretops.models import Credential, SecretValue
 from secretops.ports import SecretStore
 
+# how each provider's keys begin, to say whose key was given instead of the expected one
+KEY_PREFIXES = {"sk-ant-": "an Anthropic key", "sk-": "an OpenAI key"}
+
 
 def check_shape(value: SecretValue, prefix: str | None) -> None:
-    """Refuse what is clearly not a key of the provider, before anything is stored."""
+    """Refuse what is clearly not a key of the provider, before anything is stored. The
+    reason never quotes the value."""
     text = value.reveal()
+    if not text.strip():
+        raise NotRetryable("no key was given (the field was empty or only white space)")
     if text != text.strip() or any(c.isspace() for c in text):
         raise NotRetryable("the key contains white space; paste it exactly as shown")
     if prefix and not text.startswith(prefix):
-        raise NotRetryable(f"the key does not start with the expected prefix {prefix!r}")
+        other = next((whose for start, whose in KEY_PREFIXES.items()
+                      if text.startswith(start) and not start.startswith(prefix)), None)
+        seems = f"; it looks like {other}" if other else ""
+        raise NotRetryable(f"the key does not start with the expected prefix {prefix!r}{seems}")
     if len(text) < 20:
         raise NotRetryable("the key is too short to be a provider key")
 

@@ -154,9 +154,11 @@ def revert_in_database(secret: str, environment: str, inventory: str) -> list[st
             evidence.append(f"{user} has its previous password again")
     if pending is not None and current is not None:
         idle, user = pending.username or owner, current.username or owner
-        if idle != user:
+        if idle != user and database.can_login(idle, pending.secret):
             database.disable_password(idle)
             evidence.append(f"{idle}: the new password removed")
+        elif idle != user:
+            evidence.append(f"{idle}: the new password was never set")
     for store in stores:
         store.clear_pending()
     return evidence or ["nothing to put back"]

@@ -3,9 +3,26 @@ the previous one back, clear the pending one. Each step looks at the state first
 
 from __future__ import annotations
 
-from secretops.errors import SecretopsError
+from secretops.errors import NotRetryable, SecretopsError
 from secretops.models import Stage
 from tasks.common import runbook_step, wiring_for
+
+
+@runbook_step("Check every store holds the current value")
+def check_current_values(secret: str, environment: str, inventory: str) -> list[str]:
+    """Before anything changes: each store must hold a current value it can read. One
+    removed or garbled by hand would leave a rotation nothing to roll back to; the error
+    names the store and never quotes what it holds."""
+    evidence = []
+    for store in wiring_for(inventory).stores(secret, environment):
+        version = store.version(Stage.current)
+        if version is None:
+            raise NotRetryable(f"{store.name} holds no current value (removed by hand?); put "
+                               "the current value back and rerun: a rotation without it "
+                               "could not roll back")
+        evidence.append(f"{store.name}: current version {version.version_id} "
+                        f"({version.fingerprint})")
+    return evidence
 
 
 @runbook_step("Update secret")

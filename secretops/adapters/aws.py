@@ -114,8 +114,13 @@ class AwsSecretStore:
             return Credential(SecretValue(text))
         try:
             document = json.loads(text)
+        except ValueError:  # never quote the text: it may be the secret itself
+            raise NotRetryable(f"{self.name}: the secret is not a JSON document (edited by "
+                               f"hand?); a JSON object with the key {self._json_key} is "
+                               "expected") from None
+        try:
             secret = document[self._json_key]
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, IndexError):
             message = f"{self.name}: the secret has no JSON key {self._json_key}"
             raise NotRetryable(message) from None
         username = document.get(self._username_key) if self._username_key else None

@@ -83,13 +83,18 @@ def encode(value: str) -> str:
     return base64.b64encode(value.encode()).decode("ascii")
 
 
-def decode(data: Mapping[str, Any] | None) -> dict[str, SecretValue]:
-    """A Secret's ``data`` as masked values (empty values are left out). They are not yet
-    registered for redaction: a Secret may hold plain fields (a user name) beside the secret,
-    and the store that knows which key is the secret registers it."""
+def decode(data: Mapping[str, Any] | None, of: str = "the Secret") -> dict[str, SecretValue]:
+    """A Secret's ``data`` as masked values (empty values are left out); ``of`` names the
+    Secret in an error. They are not yet registered for redaction: a Secret may hold plain
+    fields (a user name) beside the secret, and the store that knows which key is the secret
+    registers it."""
     values: dict[str, SecretValue] = {}
     for key, raw in (data or {}).items():
-        text = base64.b64decode(str(raw or "")).decode("utf-8")
+        try:
+            text = base64.b64decode(str(raw or ""), validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError; never quote the bytes
+            raise NotRetryable(f"{of}: the data key {key!r} is not base64 of UTF-8 text "
+                               "(edited by hand?)") from None
         if text:
             values[key] = SecretValue(text, remember=False)
     return values
@@ -276,7 +281,8 @@ class KubeCluster:
 
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
         secret = self.get_secret(namespace, name)
-        return None if secret is None else decode(secret.get("data"))
+        return (None if secret is None
+                else decode(secret.get("data"), f"Secret {namespace}/{name}"))
 
     def secret_fingerprints(self, namespace: str, name: str) -> dict[str, str] | None:
         """Each key of a Secret with the fingerprint of its value (as
@@ -316,7 +322,7 @@ class KubeCluster:
                 if created is not None:
                     return created
                 continue  # someone else created it meanwhile: read it and patch
-            current = decode(secret.get("data"))
+            current = decode(secret.get("data"), f"Secret {target}")
             updates = change(current)
             if all(current.get(k) == v for k, v in updates.items()):
                 return current

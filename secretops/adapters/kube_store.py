@@ -111,7 +111,9 @@ class KubernetesSecretStore:
         """The credential a Secret holds for this store and its ``rotated-at`` stamp."""
         if secret is None:
             return None, None
-        return self._credential(decode(secret.get("data"))), _stamp(secret, self._rotated_at)
+        name = (secret.get("metadata") or {}).get("name", "")
+        data = decode(secret.get("data"), f"{self.name}: Secret {self._namespace}/{name}")
+        return self._credential(data), _stamp(secret, self._rotated_at)
 
     def _get(self, stage: Stage) -> tuple[Credential | None, str | None]:
         """The credential held for ``stage`` and its ``rotated-at`` stamp, in one read."""

@@ -215,3 +215,27 @@ def test_two_sandboxes_in_one_process_are_apart(
             assert len(second.trail) == 1
     finally:
         second.stop()
+
+
+def test_an_edit_after_a_rotation_moves_awscurrent_as_aws_does(
+    aws: tuple[AwsSandbox, str, dict[str, str]],
+) -> None:
+    """A rotation stages AWSPENDING and moves AWSCURRENT to it (UpdateSecretVersionStage);
+    a later PutSecretValue without stages (an edit in the console) takes AWSCURRENT from the
+    rotated version, which becomes AWSPREVIOUS: one version per label, as in AWS."""
+    _, url, _ = aws
+    secrets = client(url, "secretsmanager")
+    name = "test/edited-after-rotation"
+    first = secrets.create_secret(Name=name, SecretString="first-value-0001")["VersionId"]
+    rotated = secrets.put_secret_value(SecretId=name, SecretString="rotated-value-0002",
+                                       VersionStages=["AWSPENDING"])["VersionId"]
+    secrets.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT",
+                                        MoveToVersionId=rotated, RemoveFromVersionId=first)
+    edited = secrets.put_secret_value(SecretId=name, SecretString="edited-value-0003")
+    stages = secrets.describe_secret(SecretId=name)["VersionIdsToStages"]
+    holders = {label: [v for v, labels in stages.items() if label in labels]
+               for label in ("AWSCURRENT", "AWSPREVIOUS")}
+    assert holders == {"AWSCURRENT": [edited["VersionId"]], "AWSPREVIOUS": [rotated]}
+    for read in (secrets.get_secret_value(SecretId=name),
+                 secrets.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")):
+        assert read["SecretString"] == "edited-value-0003"
