@@ -65,7 +65,7 @@ def _keep_current_in_step() -> None:
     and leaves two versions labelled AWSCURRENT. AWS moves the label from whichever version
     holds it (API_PutSecretValue); so must the sandbox. ``tests/sandbox/test_aws.py`` holds
     it to that."""
-    from moto.secretsmanager.models import SecretsManagerBackend
+    from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
 
     moved = SecretsManagerBackend.update_secret_version_stage
     if getattr(moved, "keeps_current_in_step", False):
@@ -77,7 +77,9 @@ def _keep_current_in_step() -> None:
         answer = moved(self, secret_id, version_stage, remove_from_version_id,
                        move_to_version_id)
         if version_stage == "AWSCURRENT" and move_to_version_id:
-            secret = self.secrets[secret_id]  # type: ignore[index]
+            secret = self.secrets[secret_id]
+            # a ReplicaSecret's default_version_id is read-only; the sandbox makes no replicas
+            assert isinstance(secret, FakeSecret)
             secret.default_version_id = move_to_version_id
         return answer
 

@@ -69,15 +69,18 @@ class World:
         self.pg: PostgresInfo | None = None
         self.begun = time.monotonic()
 
-    async def _serve(self, name: str, app: ASGIApp, **tls: str) -> str:
+    async def _serve(self, name: str, app: ASGIApp, ssl_certfile: str | None = None,
+                     ssl_keyfile: str | None = None) -> str:
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="off", access_log=False, **tls)
+                                lifespan="off", access_log=False, ssl_certfile=ssl_certfile,
+                                ssl_keyfile=ssl_keyfile)
         server = uvicorn.Server(config)
         asyncio.get_running_loop().create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
         self.servers.append(server)
         port = server.servers[0].sockets[0].getsockname()[1]
+        tls = ssl_certfile is not None
         self.urls[name] = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self.urls[name]
 
@@ -102,9 +105,10 @@ class World:
         cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
         if self.kind == "real":
             self.real = RealCluster(self.dir, cert, developer=PLANTED_READER.username)
-        self.pg, *_ = await asyncio.gather(
-            asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start),
-            *([asyncio.to_thread(self.real.boot)] if self.real else []))
+        # without a real control plane there is nothing to boot beside PostgreSQL and moto
+        boot = asyncio.to_thread(self.real.boot) if self.real else asyncio.sleep(0)
+        self.pg, _, _ = await asyncio.gather(
+            asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start), boot)
         self._phase("PostgreSQL and moto started" + (
             f", control plane {self.real.git_version} up" if self.real else ""))
         await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,

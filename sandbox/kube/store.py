@@ -12,6 +12,7 @@ to.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import threading
 import uuid
@@ -109,7 +110,9 @@ class Store:
             return [clone(o) for (ns, _), o in sorted(items.items())
                     if (namespace is None or ns == namespace) and (where is None or where(o))]
 
-    def owned(self, key: str, namespace: str, owner_uid: str) -> list[dict[str, Any]]:
+    # ``builtins.list``: inside the class body ``list`` is the method above
+    def owned(self, key: str, namespace: str,
+              owner_uid: str) -> builtins.list[dict[str, Any]]:
         """Copies of the objects of ``key`` in ``namespace`` that list ``owner_uid`` among
         their ownerReferences, by name."""
         with self._lock:
