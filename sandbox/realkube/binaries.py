@@ -1,4 +1,5 @@
-"""The real control plane's binaries: find them, or build them from Go modules.
+"""The real control plane's binaries, and the gitleaks scanner: find them, or build them from
+Go modules.
 
 Where a binary is looked for, in order:
 1. the envtest variables: ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD`` (and, beside them,
@@ -7,6 +8,12 @@ Where a binary is looked for, in order:
    installs; add ``kube-controller-manager`` and ``external-secrets`` to it);
 2. the cache, ``${XDG_CACHE_HOME:-~/.cache}/secretops/kube/<name>-<version>/<name>``, where
    ``secretops sandbox build-binaries`` puts what it builds.
+
+The scanners (:data:`SCANNERS`: gitleaks) are built into the same cache but are not part of the
+control plane: :func:`missing` and :func:`find_all` (what ``--kubernetes real`` requires) leave
+them out. A scanner is looked for on the ``PATH`` first, then named by its own variable
+(``SECRETOPS_GITLEAKS``), then in the cache; :func:`find_scanner` answers None when none has it
+(the leak drill then says it was not found).
 
 A build writes a small wrapper Go module per source module into the cache
 (``build/<module>-<version>/``: ``go.mod`` requiring the module and repeating its ``replace``
@@ -31,6 +38,7 @@ from secretops.errors import SecretopsError
 KUBERNETES = "v1.36.3"
 ETCD = "v3.6.16"
 EXTERNAL_SECRETS = "v0.16.2"
+GITLEAKS = "v8.30.1"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Binary:
     version: str
     package: str
     envtest_variable: str
+    """The variable naming the binary directly (for a scanner: its own, not envtest's)."""
 
 
 BINARIES = {
@@ -56,6 +65,18 @@ BINARIES = {
                "TEST_ASSET_EXTERNAL_SECRETS"),
     )
 }
+"""The control plane (what ``--kubernetes real`` requires)."""
+
+SCANNERS = {
+    b.name: b for b in (
+        Binary("gitleaks", "github.com/zricethezav/gitleaks/v8", GITLEAKS,
+               "github.com/zricethezav/gitleaks/v8", "SECRETOPS_GITLEAKS"),
+    )
+}
+"""Secret scanners the leak drill runs; built beside the control plane, never required by
+it."""
+
+EVERYTHING = {**BINARIES, **SCANNERS}
 
 
 class MissingBinary(SecretopsError):
@@ -82,33 +103,50 @@ def locations(binary: Binary) -> list[Path]:
     if explicit:
         found.append(Path(explicit))
     assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets:
+    if assets and binary.name in BINARIES:
         found.append(Path(assets) / binary.name)
     found.append(cached_path(binary))
     return found
 
 
 def find(name: str) -> Path:
-    """The path of binary ``name``, or :class:`MissingBinary` saying where it looked."""
-    binary = BINARIES[name]
+    """The path of binary ``name`` (of the control plane or a scanner), or
+    :class:`MissingBinary` saying where it looked."""
+    binary = EVERYTHING[name]
+    if name in SCANNERS and (on_path := shutil.which(name)) is not None:
+        return Path(on_path)
     looked = locations(binary)
     for path in looked:
         if _usable(path):
             return path
+    if name in SCANNERS:
+        raise MissingBinary(
+            f"{name} {binary.version} not found (looked in {', '.join(map(str, looked))} and "
+            f"on PATH); build it with `secretops sandbox build-binaries --only {name}` (Go "
+            f"1.24+) or set {binary.envtest_variable}")
     raise MissingBinary(
         f"{name} {binary.version} not found (looked in {', '.join(map(str, looked))}); "
         f"build it with `secretops sandbox build-binaries` (Go 1.24+, about 10 minutes cold) "
         f"or set {binary.envtest_variable} / KUBEBUILDER_ASSETS")
 
 
+def find_scanner(name: str) -> Path | None:
+    """Where :func:`find` finds scanner ``name`` (the ``PATH`` first); None if nowhere."""
+    try:
+        return find(name)
+    except MissingBinary:
+        return None
+
+
 def find_all() -> dict[str, Path]:
     return {name: find(name) for name in BINARIES}
 
 
-def missing() -> list[str]:
-    """The binaries that :func:`find` cannot find."""
+def missing(names: list[str] | None = None) -> list[str]:
+    """The binaries ``names`` (default: the control plane's, no scanner) that :func:`find`
+    cannot find."""
     absent = []
-    for name in BINARIES:
+    for name in (list(BINARIES) if names is None else names):
         try:
             find(name)
         except MissingBinary:
@@ -148,7 +186,10 @@ def _sibling_version(module: str, version: str) -> str:
 
 
 def _ldflags(module: str, version: str) -> list[str]:
-    """Kubernetes' version stamp (what ``/version`` answers), as its release build sets it."""
+    """Kubernetes' version stamp (what ``/version`` answers), as its release build sets it;
+    gitleaks' (what ``gitleaks version`` prints), as its Makefile sets it."""
+    if module == SCANNERS["gitleaks"].module:
+        return ["-ldflags", f"-s -w -X={module}/version.Version={version}"]
     if module != "k8s.io/kubernetes":
         return []
     major, minor = version.removeprefix("v").split(".")[:2]
@@ -199,10 +240,12 @@ def _wrapper(go: str, module: str, version: str, packages: list[str], log: Path)
 
 def build(names: list[str] | None = None, force: bool = False,
           progress: Callable[[str], None] = lambda _: None) -> dict[str, Path]:
-    """Build the binaries ``names`` (default: every one not found) into the cache."""
-    wanted = [BINARIES[n] for n in (names or list(BINARIES))]
+    """Build the binaries ``names`` (default: the control plane's and the scanners', each one
+    not found) into the cache."""
+    wanted = [EVERYTHING[n] for n in (names or list(EVERYTHING))]
     if not force:
-        wanted = [b for b in wanted if b.name in missing()]
+        absent = missing([b.name for b in wanted])
+        wanted = [b for b in wanted if b.name in absent]
     built: dict[str, Path] = {}
     by_module: dict[tuple[str, str], list[Binary]] = {}
     for binary in wanted:
@@ -223,11 +266,7 @@ def build(names: list[str] | None = None, force: bool = False,
         _run([*nice, go, "build", *_ldflags(module, version), "-o", f"{out}/",
               *[b.package for b in group]], work, log)
         for binary in group:
-            produced = out / binary.package.rsplit("/", 1)[-1]
-            if binary.package == binary.module:  # a module root builds as its last element
-                produced = out / (binary.module.rsplit("/", 1)[-1])
-                if binary.module.endswith("/v3"):
-                    produced = out / binary.module.split("/")[-2]
+            produced = out / _exec_name(binary.package)
             target = cached_path(binary)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(produced), target)
@@ -240,6 +279,17 @@ def build(names: list[str] | None = None, force: bool = False,
                 {"module": module, "version": version, "seconds": round(seconds, 1)}))
         progress(f"built {', '.join(b.name for b in group)} in {seconds / 60:.1f} min")
     return built
+
+
+def _exec_name(package: str) -> str:
+    """What ``go build -o dir/`` names a package's binary: its last element, or the one before
+    a major version suffix (``go.etcd.io/etcd/server/v3`` builds as ``server``,
+    ``github.com/zricethezav/gitleaks/v8`` as ``gitleaks``)."""
+    parts = package.split("/")
+    last = parts[-1]
+    if len(parts) > 1 and last[:1] == "v" and last[1:].isdigit() and int(last[1:]) >= 2:
+        return parts[-2]
+    return last
 
 
 def _copy_crds(go: str, module: str, version: str, work: Path) -> None:

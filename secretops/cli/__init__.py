@@ -85,11 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "kube-apiserver, kube-controller-manager and External Secrets "
                            "Operator (binaries: `secretops sandbox build-binaries`)")
     p = command("build-binaries", "build the real control plane's binaries (etcd, "
-                "kube-apiserver, kube-controller-manager, External Secrets Operator) with Go, "
-                "into the cache", commands.sandbox_build_binaries, ssub)
+                "kube-apiserver, kube-controller-manager, External Secrets Operator) and the "
+                "gitleaks scanner with Go, into the cache", commands.sandbox_build_binaries,
+                ssub)
     p.add_argument("--only", action="append", default=None, metavar="NAME",
                    choices=["etcd", "kube-apiserver", "kube-controller-manager",
-                            "external-secrets"], help="one binary (repeatable; default: all)")
+                            "external-secrets", "gitleaks"],
+                   help="one binary (repeatable; default: all)")
     p.add_argument("--force", action="store_true", help="rebuild binaries already found")
     p = command("fault", "set fault knobs of one emulator while it runs", commands.sandbox_fault,
                 ssub)

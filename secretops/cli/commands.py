@@ -41,13 +41,11 @@ def sandbox_down(args: argparse.Namespace) -> int:
 def sandbox_build_binaries(args: argparse.Namespace) -> int:
     from sandbox.realkube import binaries
 
-    if not args.force and not binaries.missing():
-        for name, path in binaries.find_all().items():
-            _out(f"{name:<24} {path}")
-        return 0
-    binaries.build(args.only, force=args.force, progress=_out)
-    for name, path in binaries.find_all().items():
-        _out(f"{name:<24} {path}")
+    names = args.only or list(binaries.EVERYTHING)
+    if args.force or binaries.missing(names):
+        binaries.build(names, force=args.force, progress=_out)
+    for name in names:
+        _out(f"{name:<24} {binaries.find(name)}")
     return 0
 
 

@@ -4,8 +4,10 @@ against the sandbox (``--dir``, default ``.sandbox``) and the Prefect API in
 
 1. The current value of the secret (default ``openai``) in the environment (default
    ``staging``) is committed to a scratch git repository (a temporary folder, mode 0700).
-2. The scanners installed here scan it: detect-secrets (``pip install -e '.[dev]'``), and
-   gitleaks and TruffleHog when they are on the ``PATH``; each report is matched.
+2. The scanners found here scan it, and the drill prints one line per scanner (ran, or not
+   found): detect-secrets (``pip install -e '.[dev]'``), gitleaks on the ``PATH`` or else the
+   one ``secretops sandbox build-binaries`` builds into the cache, and TruffleHog when it is on
+   the ``PATH``; each report is matched.
 3. A receiver starts in this process and the sandbox's GitHub emulator raises the alert and
    delivers its signed webhooks to it; the receiver reads the literal from the emulator's REST
    API, revokes the value and emits the event that starts ``respond-to-leak`` (through the
@@ -56,23 +58,46 @@ def plant(value: Any, secret: str) -> tuple[Path, str]:
     return repo, _git(repo, "rev-parse", "HEAD")
 
 
-def scanners(repo: Path) -> dict[str, bytes | str]:
-    """Each scanner's report of the repository, or why there is none."""
-    found: dict[str, bytes | str] = {}
-    runs = {
-        "detect-secrets": ["detect-secrets", "scan", "--all-files"],
-        "gitleaks": ["gitleaks", "detect", "--source", ".", "--report-format", "json",
-                     "--report-path", "/dev/stdout", "--no-banner", "--exit-code", "0"],
-        "trufflehog": ["trufflehog", "git", f"file://{repo}", "--json", "--no-update"],
-    }
-    for name, command in runs.items():
-        if shutil.which(command[0]) is None:
-            found[name] = "not installed"
-            continue
-        done = subprocess.run(command, cwd=repo, capture_output=True, check=False,
-                              stdin=subprocess.DEVNULL, timeout=300)
-        found[name] = done.stdout if done.returncode == 0 else f"exit code {done.returncode}"
-    return found
+SCANNERS = ("detect-secrets", "gitleaks", "trufflehog")
+
+
+def find_scanner(name: str) -> Path | None:
+    """Where scanner ``name`` is: on the ``PATH``, or (gitleaks) in the binaries' cache."""
+    from sandbox.realkube import binaries
+
+    if name in binaries.SCANNERS:
+        return binaries.find_scanner(name)
+    on_path = shutil.which(name)
+    return Path(on_path) if on_path else None
+
+
+def scanner_command(name: str, executable: Path, repo: Path) -> list[str]:
+    """The command that has scanner ``name`` report on ``repo``'s history to stdout."""
+    if name == "gitleaks":
+        return [str(executable), "git", "--report-format", "json", "--report-path", "-",
+                "--no-banner", "--log-level", "error", "--exit-code", "0", str(repo)]
+    if name == "trufflehog":
+        return [str(executable), "git", f"file://{repo}", "--json", "--no-update"]
+    return [str(executable), "scan", "--all-files"]
+
+
+def scan(name: str, repo: Path) -> tuple[Path | None, bytes | str]:
+    """Where scanner ``name`` was found and its report of the repository, or why there is
+    none (``not found ...``, ``exit code N``)."""
+    executable = find_scanner(name)
+    if executable is None:
+        where = "on PATH" + (" nor in the cache (`secretops sandbox build-binaries --only "
+                             "gitleaks`)" if name == "gitleaks" else "")
+        return None, f"not found {where}"
+    done = subprocess.run(scanner_command(name, executable, repo), cwd=repo,
+                          capture_output=True, check=False, stdin=subprocess.DEVNULL,
+                          timeout=300)
+    return executable, done.stdout if done.returncode == 0 else f"exit code {done.returncode}"
+
+
+def scanners(repo: Path) -> dict[str, tuple[Path | None, bytes | str]]:
+    """Each scanner's executable and report of the repository, or why there is none."""
+    return {name: scan(name, repo) for name in SCANNERS}
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
@@ -141,11 +166,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"planted the current {secret} value of {env} ({held.secret.fingerprint()}) in "
               f"{repo}/settings.py, commit {commit[:12]}", flush=True)
         reports = scanners(repo)
-        for name, report in reports.items():
+        for name, (executable, report) in reports.items():
             if isinstance(report, str):
-                print(f"{name}: {report}", flush=True)
+                ran = "" if executable is None else f"ran ({executable}), "
+                print(f"scanner {name}: {ran}{report}", flush=True)
                 continue
-            for finding in parse_report(report):
+            findings = parse_report(report)
+            print(f"scanner {name}: ran ({executable}), {len(findings)} finding(s)",
+                  flush=True)
+            for finding in findings:
                 print(f"{name}: {receiver.config.responder.index.match(finding).describe()}",
                       flush=True)
         with BackgroundReceiver(create_app(receiver.config)) as url:
@@ -156,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 "hook_url": f"{url}/github", "partner": args.partner})
             print(f"GitHub alert #{answer['number']}: deliveries " + ", ".join(
                 f"{d['guid']} -> HTTP {d['status']}" for d in answer["deliveries"]), flush=True)
-            baseline = reports.get("detect-secrets")
+            baseline = reports["detect-secrets"][1]
             if isinstance(baseline, bytes):
                 token = resolve_credential(inventory, REPORT_CREDENTIAL).reveal()
                 outcome = _post_report(f"{url}/report", token, baseline)
