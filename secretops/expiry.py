@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from secretops.inventory import Inventory
-from secretops.models import Environment, ProviderKey, SecretKind, Stage, keys_with_value
+from secretops.models import Environment, ProviderKey, SecretKind, Stage, keys_for
+from secretops.staging import recorded_key_ids
 from secretops.wiring import Wiring
 
 Pair = tuple[str, Environment]
@@ -62,7 +63,8 @@ def key_expiries(inv: Inventory, wiring: Wiring,
             continue
         if kind not in listings:
             listings[kind] = list(wiring.provider(secret).list_keys())
-        keys = keys_with_value(listings[kind], current.secret)
+        ids = recorded_key_ids(wiring.stores(secret, env))
+        keys = keys_for(listings[kind], current.secret, ids)
         found[(secret, env)] = keys[0].expires_at if len(keys) == 1 else None
     return found
 

@@ -9,7 +9,7 @@ still masked.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -102,9 +102,12 @@ class Credential:
 
     secret: SecretValue
     username: str | None = None
+    # the provider's id of the key (an API key secretops created); not part of the value
+    key_id: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
-        return f"Credential(secret={self.secret!r}, username={self.username!r})"
+        return (f"Credential(secret={self.secret!r}, username={self.username!r}, "
+                f"key_id={self.key_id!r})")
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,18 @@ def keys_with_value(keys: Iterable[ProviderKey], value: SecretValue) -> list[Pro
     plain = value.reveal()
     found = [key for key in keys if matches_hint(plain, key.redacted_value)]
     return [key for key in found if key.status == "active"] or found
+
+
+def keys_for(keys: Iterable[ProviderKey], value: SecretValue,
+             ids: Mapping[str, str]) -> list[ProviderKey]:
+    """The keys of a listing that are ``value``'s: the key with the id recorded beside the
+    value (``ids``: fingerprint -> key id, see ``SecretStore.key_ids``) when there is one, as
+    for every key secretops created; else, for a key made by hand, those whose redacted hint
+    fits the value."""
+    key_id = ids.get(value.fingerprint())
+    if key_id is not None:
+        return [key for key in keys if key.id == key_id]
+    return keys_with_value(keys, value)
 
 
 @dataclass(frozen=True)

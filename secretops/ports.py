@@ -7,7 +7,7 @@ these protocols. No method takes or returns a plain secret string: values travel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -42,8 +42,16 @@ class SecretStore(Protocol):
     def version(self, stage: Stage = Stage.current) -> StoredVersion | None: ...
 
     def stage_pending(self, credential: Credential) -> StoredVersion:
-        """Store ``credential`` as PENDING. The same pending credential again is a no-op; a
-        different pending credential raises :class:`secretops.errors.PendingConflict`."""
+        """Store ``credential`` as PENDING, with its ``key_id`` when it has one (recorded
+        before the value, so a value is never stored without its id). The same pending
+        credential again is a no-op; a different pending credential raises
+        :class:`secretops.errors.PendingConflict`."""
+        ...
+
+    def key_ids(self) -> Mapping[str, str]:
+        """The provider key ids recorded with this store's values, by each value's
+        fingerprint: a value edited by hand has another fingerprint, so it never inherits
+        the id of the key it replaced."""
         ...
 
     def promote_pending(self) -> StoredVersion:
@@ -57,7 +65,10 @@ class SecretStore(Protocol):
         """Undo a promotion: if CURRENT is ``failed``, PREVIOUS becomes CURRENT again."""
         ...
 
-    def clear_pending(self) -> None: ...
+    def clear_pending(self) -> None:
+        """Finish a rotation: no PENDING marker, and no key id recorded for a value no
+        stage holds any more."""
+        ...
 
 
 class KeyProvider(Protocol):

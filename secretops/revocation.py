@@ -32,6 +32,7 @@ from typing import Any
 from secretops.errors import VerificationFailed
 from secretops.models import Credential, SecretKind, Stage
 from secretops.ports import SecretStore
+from secretops.staging import recorded_key_ids
 from secretops.wiring import Wiring
 
 LAST_USE = "last use of the leaked key"
@@ -90,10 +91,14 @@ def leaked_credential(stores: list[SecretStore], record: Record | None,
     return None if replaced else current
 
 
-def _revoke_key(wiring: Wiring, secret: str, leaked: Credential) -> list[str]:
+def _revoke_key(wiring: Wiring, secret: str, leaked: Credential,
+                stores: list[SecretStore]) -> list[str]:
+    """The leaked key found by the id its stores recorded with it (a key secretops created),
+    else by its redacted hint; deleted or archived, then checked refused."""
     provider = wiring.provider(secret)
     fingerprint = leaked.secret.fingerprint()
-    key = provider.find_key(leaked.secret)
+    key_id = recorded_key_ids(stores).get(fingerprint)
+    key = provider.get_key(key_id) if key_id else provider.find_key(leaked.secret)
     evidence: list[str] = []
     if key is None and not provider.check_key(leaked.secret):
         return [f"{ALREADY_REFUSED}: the provider lists no key that matches {fingerprint} "
@@ -138,7 +143,7 @@ def revoke(wiring: Wiring, secret: str, environment: str, record: Record | None,
     if wiring.inventory.secret(secret).kind is SecretKind.postgres_password:
         evidence = _revoke_password(wiring, secret, environment, leaked)
     else:
-        evidence = _revoke_key(wiring, secret, leaked)
+        evidence = _revoke_key(wiring, secret, leaked, stores)
     pending = read_stage(stores, Stage.pending)
     current = read_stage(stores, Stage.current)
     if pending is not None and pending == leaked and current != leaked:

@@ -3,7 +3,7 @@ version in every store of an environment, so the rotation finds it in its first 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from secretops.errors import NotRetryable
@@ -66,3 +66,11 @@ def person_instructions(inventory: Inventory, secret: str, environment: str) -> 
         key_name=f"secretops-{inventory.application}-{environment}-{secret}",
         key_prefix=prefix,
     )
+
+
+def recorded_key_ids(stores: Iterable[SecretStore]) -> dict[str, str]:
+    """The provider key ids the stores recorded with their values (fingerprint -> key id)."""
+    ids: dict[str, str] = {}
+    for store in stores:
+        ids.update(store.key_ids())
+    return ids

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
 from secretops.expiry import key_lifetime
-from secretops.models import Credential, ProviderKey, SecretValue, Stage, keys_with_value
+from secretops.models import Credential, ProviderKey, SecretValue, Stage, keys_for
 from secretops.ports import KeyProvider, SecretStore
+from secretops.staging import recorded_key_ids
 from tasks.common import inventory_at, runbook_step, wiring_for
 
 
@@ -50,12 +51,13 @@ class SharedListings:
         self._lock = threading.Lock()
         self._keys: dict[int, Sequence[ProviderKey]] = {}
 
-    def keys(self, provider: KeyProvider, wanted: Sequence[SecretValue]) -> Sequence[ProviderKey]:
-        """A listing of ``provider``'s keys that has a key for each of ``wanted``, if the
-        provider has one."""
+    def keys(self, provider: KeyProvider, wanted: Sequence[SecretValue],
+             ids: Mapping[str, str]) -> Sequence[ProviderKey]:
+        """A listing of ``provider``'s keys that has a key for each of ``wanted`` (known by
+        ``ids`` or by hint), if the provider has one."""
         with self._lock:
             keys = self._keys.get(id(provider))
-            if keys is None or not all(keys_with_value(keys, value) for value in wanted):
+            if keys is None or not all(keys_for(keys, value, ids) for value in wanted):
                 keys = self._keys[id(provider)] = provider.list_keys()
             return keys
 
@@ -75,23 +77,25 @@ def shared_listings() -> Iterator[SharedListings]:
         _shared.reset(token)
 
 
-def _listing(provider: KeyProvider, wanted: Sequence[SecretValue]) -> Sequence[ProviderKey]:
+def _listing(provider: KeyProvider, wanted: Sequence[SecretValue],
+             ids: Mapping[str, str]) -> Sequence[ProviderKey]:
     shared = _shared.get()
-    return provider.list_keys() if shared is None else shared.keys(provider, wanted)
+    return provider.list_keys() if shared is None else shared.keys(provider, wanted, ids)
 
 
 def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
-                    keys: Sequence[ProviderKey]) -> list[str]:
+                    keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> list[str]:
     """Revoke active keys with our name prefix whose value no store holds (``held``: every
     stage's value; the orphans' values are lost). ``keys`` is one listing of the provider's
-    keys, taken by the caller.
+    keys, taken by the caller; ``ids`` the key ids the stores recorded with their values.
 
     A key is taken for an orphan only when the listing can be trusted to show which keys the
-    stores hold: when no held value matches any key of the listing (its redacted form is not
-    one this code reads, say), every key would look orphaned, the live one included, so the
-    sweep does not run. A key created after this run began is never an orphan of it."""
-    known = {key.id for value in held for key in keys_with_value(keys, value)}
-    if held and not known:
+    stores hold: when no held value matches any key of the listing (by its recorded id, or
+    for a key made by hand by a redacted form this code reads), every key would look
+    orphaned, the live one included, so the sweep does not run. A key whose id a store
+    records is never an orphan, nor is a key created after this run began."""
+    known = {key.id for value in held for key in keys_for(keys, value, ids)} | set(ids.values())
+    if held and not known & {key.id for key in keys}:
         return ["orphan sweep not run: no value the stores hold matches a key in the "
                 "provider's listing, so orphans cannot be told from keys in use"]
     began = _run_start()
@@ -140,7 +144,7 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
             f"{prefix}{now:%Y%m%dT%H%M%SZ}", environment=environment,
             lifetime=key_lifetime(inv, secret, now),
             scopes=openai.scopes if openai is not None else None)
-        staged = Credential(new.value)
+        staged = Credential(new.value, key_id=new.key.id)
         expiry = (f", expiring {new.key.expires_at:%Y-%m-%d %H:%M} UTC" if new.key.expires_at
                   else "")
         evidence.append(f"created key {new.key.id} ({new.key.name}) at the provider{expiry}")
@@ -186,13 +190,24 @@ def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
 
 
 def _revoke(provider: KeyProvider, value: SecretValue, what: str,
-            keys: Sequence[ProviderKey]) -> str:
-    found = keys_with_value(keys, value)
+            keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> str:
+    found = keys_for(keys, value, ids)
+    recorded = ids.get(value.fingerprint())
+    if not found and recorded is not None:  # listed before the key was made: ask for it
+        key = provider.get_key(recorded)
+        found = [key] if key is not None else []
+        if key is None:
+            if provider.check_key(value):
+                raise VerificationFailed(f"{what} key {value.fingerprint()} still works, but "
+                                         f"the key {recorded} recorded with it does not exist")
+            return (f"{what} key {recorded} ({value.fingerprint()}) no longer exists; the "
+                    "provider refuses it")
     if not found:
         return f"{what} key {value.fingerprint()} is not known to the provider"
     if len(found) > 1:
-        ids = ", ".join(key.id for key in found)
-        raise VerificationFailed(f"several {what} keys fit {value.fingerprint()}: {ids}")
+        listed = ", ".join(key.id for key in found)
+        raise VerificationFailed(f"several {what} keys fit the hint of {value.fingerprint()} "
+                                 f"({listed}): revoke the right one by hand, then rerun")
     key = found[0]
     revoked = provider.revoke_key(key.id)
     if provider.check_key(value):
@@ -212,11 +227,12 @@ def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
     provider = wiring.provider(secret)
     held = {s: _values(stores, s) for s in (Stage.current, Stage.pending, Stage.previous)}
     revoking = [value for value in held[stage] if value not in held[Stage.current]]
-    keys = _listing(provider, revoking)
-    evidence = [_revoke(provider, value, what, keys) for value in revoking]
+    ids = recorded_key_ids(stores)
+    keys = _listing(provider, revoking, ids)
+    evidence = [_revoke(provider, value, what, keys, ids) for value in revoking]
     prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
     evidence += _revoke_orphans(provider, [v for values in held.values() for v in values],
-                                prefix, keys)
+                                prefix, keys, ids)
     for store in stores:
         store.clear_pending()
     return evidence

@@ -75,6 +75,9 @@ def aws_error(call: str, secret_id: str, exc: ClientError) -> Exception:
     return Retryable(message) if is_transient(exc) else NotRetryable(message)
 
 
+KEY_ID_TAG = "secretops:key-id:"
+
+
 class AwsSecretStore:
     """One secret in AWS Secrets Manager (optionally one key of its JSON object)."""
 
@@ -145,12 +148,49 @@ class AwsSecretStore:
         raw = self._raw(stage)
         return None if raw is None else self._version(raw, stage)
 
-    def _stages(self) -> dict[str, list[str]]:
+    def _describe(self) -> Any:
         try:
-            described = self._client.describe_secret(SecretId=self._secret_id)
+            return self._client.describe_secret(SecretId=self._secret_id)
         except ClientError as exc:
             raise aws_error("DescribeSecret", self._secret_id, exc) from None
+
+    def _stages(self) -> dict[str, list[str]]:
+        described = self._describe()
         return {k: list(v) for k, v in described.get("VersionIdsToStages", {}).items()}
+
+    # The provider's key ids are tags of the secret, ``secretops:key-id:[<json key>:]<value's
+    # fingerprint>`` = key id: tagged before a key is staged, untagged when a rotation
+    # finishes for values no stage holds.
+    @property
+    def _id_tag(self) -> str:
+        return KEY_ID_TAG + (f"{self._json_key}:" if self._json_key else "")
+
+    def key_ids(self) -> dict[str, str]:
+        tags = self._describe().get("Tags", [])
+        return {str(tag["Key"])[len(self._id_tag):]: str(tag["Value"]) for tag in tags
+                if str(tag.get("Key", "")).startswith(self._id_tag)}
+
+    def _record_id(self, credential: Credential) -> None:
+        if credential.key_id is None:
+            return
+        key = self._id_tag + credential.secret.fingerprint()
+        try:
+            self._client.tag_resource(SecretId=self._secret_id,
+                                      Tags=[{"Key": key, "Value": credential.key_id}])
+        except ClientError as exc:
+            raise aws_error("TagResource", self._secret_id, exc) from None
+
+    def _prune_ids(self) -> None:
+        recorded = self.key_ids()
+        if not recorded:
+            return
+        held = {c.secret.fingerprint() for c in map(self.read, Stage) if c is not None}
+        stale = [self._id_tag + fp for fp in recorded if fp not in held]
+        if stale:
+            try:
+                self._client.untag_resource(SecretId=self._secret_id, TagKeys=stale)
+            except ClientError as exc:
+                raise aws_error("UntagResource", self._secret_id, exc) from None
 
     def _holder(self, stage: Stage) -> str | None:
         for version_id, stages in self._stages().items():
@@ -193,6 +233,7 @@ class AwsSecretStore:
             ):
                 return self._required(Stage.pending)
             raise PendingConflict(f"{self.name} already holds a different pending version")
+        self._record_id(credential)
         text = self._serialize(credential)
         digest = hashlib.sha256(f"{self._secret_id}\n{text}".encode()).hexdigest()
         token = str(uuid.uuid5(_TOKEN_NAMESPACE, digest))
@@ -239,3 +280,4 @@ class AwsSecretStore:
         pending = self._holder(Stage.pending)
         if pending is not None:
             self._move(Stage.pending, None, pending)
+        self._prune_ids()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,6 +159,7 @@ class _FileStore:
                     f"({pending.secret.fingerprint()}) is already staged"
                 )
             if pending is None:
+                self._record_id(credential)
                 self._write(Stage.pending, credential)
             return self._must_version(Stage.pending, credential)
 
@@ -193,6 +195,56 @@ class _FileStore:
     def clear_pending(self) -> None:
         with folder_lock(self.path.parent):
             self._clear(Stage.pending)
+            self._prune_ids()
+
+    # Key ids live in a sidecar file, ``<file>.key-ids`` (JSON: for each store of the file,
+    # fingerprint -> the provider's key id), written only once a key with an id is staged.
+    def _id_scope(self) -> str:
+        return "value"
+
+    def _ids_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".key-ids")
+
+    def _load_ids(self) -> dict[str, dict[str, str]]:
+        text = read_text(self._ids_path())
+        try:
+            loaded = json.loads(text) if text else {}
+        except ValueError:  # edited by hand: no ids, so keys are matched by their hints
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return {scope: {str(k): str(v) for k, v in ids.items()}
+                for scope, ids in loaded.items() if isinstance(ids, dict)}
+
+    def _save_ids(self, ids: dict[str, dict[str, str]]) -> None:
+        kept = {scope: found for scope, found in ids.items() if found}
+        if kept:
+            atomic_write(self._ids_path(), json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        else:
+            remove_file(self._ids_path())
+
+    def key_ids(self) -> Mapping[str, str]:
+        with folder_lock(self.path.parent):
+            return self._load_ids().get(self._id_scope(), {})
+
+    def _record_id(self, credential: Credential) -> None:
+        if credential.key_id is None:
+            return
+        ids = self._load_ids()
+        mine = ids.setdefault(self._id_scope(), {})
+        if mine.get(credential.secret.fingerprint()) != credential.key_id:
+            mine[credential.secret.fingerprint()] = credential.key_id
+            self._save_ids(ids)
+
+    def _prune_ids(self) -> None:
+        ids = self._load_ids()
+        mine = ids.get(self._id_scope())
+        if not mine:
+            return
+        held = {c.secret.fingerprint() for c in map(self._read, Stage) if c is not None}
+        if set(mine) - held:
+            ids[self._id_scope()] = {fp: key for fp, key in mine.items() if fp in held}
+            self._save_ids(ids)
 
     def _must_version(self, stage: Stage, credential: Credential) -> StoredVersion:
         version = self._version(stage, credential)
@@ -227,9 +279,12 @@ class DotenvStore(_FileStore):
     def name(self) -> str:
         return f"dotenv:{self.path}#{self.key}"
 
+    def _id_scope(self) -> str:
+        return self.key
+
     def _normalize(self, credential: Credential) -> Credential:
         if self.username_key is None:
-            return Credential(credential.secret)
+            return Credential(credential.secret, key_id=credential.key_id)
         return credential
 
     def _load(self, stage: Stage) -> DotenvFile:
@@ -298,4 +353,4 @@ class DockerSecretStore(_FileStore):
         remove_file(self._stage_path(stage))
 
     def _normalize(self, credential: Credential) -> Credential:
-        return Credential(credential.secret)
+        return Credential(credential.secret, key_id=credential.key_id)

@@ -279,6 +279,14 @@ class KubeCluster:
         return self.get("get secret", f"{namespace}/{name}", self.request, "GET",
                         f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
+    def annotate_secret(self, namespace: str, name: str,
+                        annotations: Mapping[str, str | None]) -> None:
+        """Set (None: remove) annotations of a Secret; its data is left as it is."""
+        self.call("annotate secret", f"{namespace}/{name}", self.request, "PATCH",
+                  f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                  body={"metadata": {"annotations": dict(annotations)}},
+                  content_type=MERGE_PATCH)
+
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
         secret = self.get_secret(namespace, name)
         return (None if secret is None

@@ -16,10 +16,16 @@ The time a value became current is recorded beside it, in the annotation
 value on promotion (one per key, since stores share a Secret), and returned as the current
 version's ``created_at``. The value moved to PREVIOUS takes its time along, and a restore
 puts it back, so a rolled-back rotation leaves the last successful one's time.
+
+The provider's ids of the keys a store's values are (when secretops created them) are kept
+in the annotation ``secretops.io/key-ids.<key>`` of the Secret itself, a JSON object from
+each value's fingerprint to its key id: recorded before a key is staged, pruned to the values
+some stage holds when a rotation finishes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -40,6 +46,7 @@ from secretops.models import Credential, SecretValue, Stage, StoredVersion
 
 COMPANION_SUFFIX = {Stage.pending: "-secretops-pending", Stage.previous: "-secretops-previous"}
 ROTATED_AT = "secretops.io/rotated-at."
+KEY_IDS = "secretops.io/key-ids."
 
 
 def _stamp(secret: Mapping[str, Any] | None, annotation: str) -> str | None:
@@ -193,6 +200,7 @@ class KubernetesSecretStore:
             if self._same(pending, credential):
                 return self._required(Stage.pending, pending)
             raise PendingConflict(f"{self.name} already holds a different pending version")
+        self._record_id(credential)
         written = self._write(Stage.pending, credential, read=companion)
         return self._required(Stage.pending, self._credential(written))
 
@@ -223,3 +231,29 @@ class KubernetesSecretStore:
 
     def clear_pending(self) -> None:
         self._write(Stage.pending, None)
+        recorded = self.key_ids()
+        if recorded:
+            held = {c.secret.fingerprint() for c in map(self.read, Stage) if c is not None}
+            if set(recorded) - held:
+                self._save_ids({fp: key for fp, key in recorded.items() if fp in held})
+
+    def key_ids(self) -> dict[str, str]:
+        text = _stamp(self._fetch(Stage.current), KEY_IDS + self._key)
+        try:
+            loaded = json.loads(text) if text else {}
+        except ValueError:  # edited by hand: no ids, so keys are matched by their hints
+            return {}
+        return ({str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict)
+                else {})
+
+    def _save_ids(self, ids: Mapping[str, str]) -> None:
+        self._cluster.annotate_secret(
+            self._namespace, self._secret,
+            {KEY_IDS + self._key: json.dumps(dict(ids), sort_keys=True) if ids else None})
+
+    def _record_id(self, credential: Credential) -> None:
+        if credential.key_id is None:
+            return
+        ids = self.key_ids()
+        if ids.get(credential.secret.fingerprint()) != credential.key_id:
+            self._save_ids({**ids, credential.secret.fingerprint(): credential.key_id})

@@ -57,7 +57,7 @@ def test_the_orphan_sweep_does_not_run_when_the_listing_matches_no_held_value(
     unreadable = [dataclasses.replace(key, redacted_value="sk-svcacct-[redacted]")
                   for key in provider.list_keys()]
 
-    evidence = _revoke_orphans(provider, [SecretValue(live)], PREFIX, unreadable)
+    evidence = _revoke_orphans(provider, [SecretValue(live)], PREFIX, unreadable, {})
 
     assert evidence and "orphan sweep not run" in evidence[0]
     assert live_id in state.keys and orphan_id in state.keys
@@ -79,7 +79,7 @@ def test_the_orphan_sweep_revokes_an_older_unheld_key_only(
         time.sleep(1.05 - time.time() % 1)
         young_id, _ = state.mint_service_account_key(PROJECT, f"{PREFIX}made-during-the-run")
         keys = provider.list_keys()
-        return _revoke_orphans(provider, [SecretValue(live)], PREFIX, keys), young_id
+        return _revoke_orphans(provider, [SecretValue(live)], PREFIX, keys, {}), young_id
 
     evidence, young_id = sweep()
 

@@ -211,7 +211,8 @@ def test_a_rotation_asks_the_api_server_no_more_than_it_needs(
                      ("get", pending), ("get", name),  # promote_pending: what is there
                      ("get", previous), ("create", "secrets"),  # the old value kept
                      ("patch", name),  # the new value current
-                     ("get", pending), ("patch", pending)]  # clear_pending
+                     ("get", pending), ("patch", pending),  # clear_pending
+                     ("get", name)]  # and the key ids it records (none here: nothing pruned)
     assert _data(kubectl_in, name) == {"openai": "sk-new-value-000002"}
     assert _data(kubectl_in, previous) == {"openai": "sk-old-value-000001"}
     assert _data(kubectl_in, pending) == {}

@@ -165,15 +165,15 @@ def test_rotate_all_waits_for_a_secret_another_run_holds(world: World) -> None:
 def test_a_shared_listing_is_taken_again_only_for_a_key_it_does_not_have(world: World) -> None:
     provider = world.wiring.provider("openai")
     with shared_listings() as listings:
-        first = listings.keys(provider, [])
+        first = listings.keys(provider, [], {})
         new = provider.create_key("secretops-test-shared-listing")
         world.seen.append(new.value)
         try:
-            assert listings.keys(provider, []) is first
-            again = listings.keys(provider, [new.value])
+            assert listings.keys(provider, [], {}) is first
+            again = listings.keys(provider, [new.value], {})
             assert new.key.id not in {key.id for key in first}
             assert new.key.id in {key.id for key in again}
-            assert listings.keys(provider, [new.value]) is again
+            assert listings.keys(provider, [new.value], {}) is again
         finally:
             assert provider.revoke_key(new.key.id)
 
