@@ -107,8 +107,16 @@ class World:
             self.real = RealCluster(self.dir, cert, developer=PLANTED_READER.username)
         # without a real control plane there is nothing to boot beside PostgreSQL and moto
         boot = asyncio.to_thread(self.real.boot) if self.real else asyncio.sleep(0)
-        self.pg, _, _ = await asyncio.gather(
-            asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start), boot)
+        # every start is waited for, even when one fails: a PostgreSQL still starting while
+        # the failure tears the world down would be left running
+        pg, *others = await asyncio.gather(
+            asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start), boot,
+            return_exceptions=True)
+        for outcome in (pg, *others):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(pg, PostgresInfo)
+        self.pg = pg
         self._phase("PostgreSQL and moto started" + (
             f", control plane {self.real.git_version} up" if self.real else ""))
         await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,
