@@ -20,6 +20,8 @@ from flows.rotate_api_key import rotate_api_key
 from flows.rotate_db_password import rotate_db_password
 from secretops.adapters.kube import KubeRefused
 from secretops.models import Stage
+from tasks.audit import audit_access_logs, check_emergency_access, list_readers
+from tests.flows.api_key_world import assert_converged, rotate
 from tests.flows.conftest import World, backend_logs
 from tests.flows.leak_world import (
     assert_replaced_everywhere,
@@ -29,16 +31,21 @@ from tests.flows.leak_world import (
     run_leak_cli,
     works,
 )
-from tests.flows.test_audit import test_planted_binding_breaks_the_policy
+from tests.flows.test_audit import (
+    test_cli_exits_non_zero_on_a_broken_policy,
+    test_planted_binding_breaks_the_policy,
+)
 from tests.flows.test_break_glass import (
     test_break_glass_rotates_what_the_emergency_identity_could_read,
 )
 from tests.flows.test_rotate_api_key_faults import (
+    RevokeWhenPromoted,
     test_refused_key_rolls_back_and_app_stays_healthy,
 )
 
 # the sandbox world's own tests of these procedures, run here against the real plane too
 __all__ = ["test_break_glass_rotates_what_the_emergency_identity_could_read",
+           "test_cli_exits_non_zero_on_a_broken_policy",
            "test_planted_binding_breaks_the_policy",
            "test_refused_key_rolls_back_and_app_stays_healthy"]
 PROD = "intelliprompt"
@@ -140,6 +147,97 @@ def test_an_external_secret_eso_will_not_resync_fails_fast(world: World, kubectl
     assert seconds < 15
     after = world.wiring.stores("db-password", "production")[0].read(Stage.current)
     assert after is not None and before is not None and after.secret == before.secret
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_a_key_the_pods_refuse_rolls_production_back_through_the_real_eso(
+        world: World, kubectl: Any, load: Any) -> None:
+    """The new key is revoked as soon as it is stored, so the restarted pods refuse to start
+    with it: the rollout never completes, the old key goes back to AWS, the real ESO syncs it
+    into api-keys, and the real controllers roll back to pods that work."""
+    old = assert_converged(world, "openai", "production")
+    world.seen.append(old)
+    watcher = RevokeWhenPromoted(world, "openai", "production", old)
+    watcher.start()
+    began = time.monotonic()
+    try:
+        with load("production") as traffic, pytest.raises(
+                Exception, match="previous key was restored") as failure:
+            rotate(world, "openai", "production")
+    finally:
+        watcher.stop.set()
+        watcher.join(10)
+    FIGURES["refused key in production: rotation and rollback"] = (
+        f"{time.monotonic() - began:.2f} s, {traffic.failed} of {traffic.sent} requests failed")
+    assert watcher.revoked is not None, "the store's current key never changed"
+    world.seen.append(watcher.revoked)
+    assert "application is healthy" in str(failure.value)
+    assert traffic.failed == 0, traffic.errors  # the old pods served throughout
+    assert assert_converged(world, "openai", "production") == old  # nothing pending is left
+    assert not world.wiring.provider("openai").check_key(watcher.revoked)
+    synced = json.loads(kubectl("--context", "emergency-admin", "get", "externalsecret",
+                                "intelliprompt-secrets", "-n", PROD, "-o", "json").stdout)
+    ready = [c for c in synced["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True", synced["status"]
+    logs = backend_logs(kubectl, PROD)
+    assert "API initialized" in logs and "FATAL" not in logs
+
+
+def audit_events(world: World, since: datetime) -> list[dict[str, Any]]:
+    """The real API server's audit log (``--audit-log-path``), from ``since`` on."""
+    log = Path(world.info["dir"]) / "kube-audit.log"
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [e for e in events
+            if datetime.fromisoformat(e["stageTimestamp"].replace("Z", "+00:00")) >= since]
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_the_audit_finds_the_planted_read_and_the_grant_it_went_through(world: World) -> None:
+    """Who did read production's api-keys (step 4 of the leak response, from the real audit
+    log) and who can (the access audit, from the real RBAC): the developer's read was
+    allowed by the very RoleBinding the audit calls a violation."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    evidence = audit_access_logs("openai", "production", world.path, since).evidence
+    planted = [line for line in evidence
+               if line.startswith("kubernetes audit: dev-laptop@intelliprompt.dev get "
+                                  "intelliprompt/api-keys at ")]
+    assert planted and "HTTP 200 groups=developers" in planted[0], evidence
+    raw = [e for e in audit_events(world, since)
+           if e["user"]["username"] == "dev-laptop@intelliprompt.dev"
+           and (e.get("objectRef") or {}).get("name") == "api-keys"]
+    assert raw and all("requestObject" not in e and "responseObject" not in e for e in raw)
+    reason = raw[0]["annotations"]["authorization.k8s.io/reason"]
+    assert 'RoleBinding "developers-read-secrets/intelliprompt"' in reason, reason
+    readers = list_readers("openai", "production", world.path).evidence
+    breach = "VIOLATION: Group developers via RoleBinding intelliprompt/developers-read-secrets"
+    assert any(line.startswith(breach) for line in readers), readers
+    assert any(line.startswith("workload: ServiceAccount") for line in readers), readers
+
+
+@pytest.mark.usefixtures("clean_prefect")
+def test_the_emergency_identity_is_recorded_by_the_api_server(world: World,
+                                                              kubectl: Any) -> None:
+    """Break-glass: ``kubectl --context emergency-admin get secrets`` lists names (never
+    data), and the real API server records who did it, when, in which namespaces."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    listed = {env: check_emergency_access(env, world.path).evidence
+              for env in ("staging", "production")}
+    assert "api-keys" in listed["production"][0] and "db-credentials" in listed["production"][0]
+    for value in world.values():
+        assert all(value.reveal() not in line for lines in listed.values() for line in lines)
+    by_hand = kubectl("--context", "emergency-admin", "get", "secrets", "-n", PROD).stdout
+    assert "api-keys" in by_hand
+    refused = kubectl("get", "secrets", "-n", PROD, check=False)  # the flows' own context
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+    time.sleep(0.5)
+    mine = [e for e in audit_events(world, since)
+            if e["user"]["username"] == "emergency-admin" and e["verb"] == "list"
+            and (e.get("objectRef") or {}).get("resource") == "secrets"]
+    namespaces = {e["objectRef"]["namespace"] for e in mine}
+    assert {world.inventory.namespace("staging"), PROD} <= namespaces, namespaces
+    assert all("system:masters" in e["user"]["groups"] for e in mine)
+    assert all(e["responseStatus"]["code"] == 200 for e in mine)
+    assert all("responseObject" not in e for e in mine)  # Metadata level: never a body
 
 
 def test_figures(capsys: pytest.CaptureFixture[str]) -> None:
