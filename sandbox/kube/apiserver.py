@@ -1,5 +1,10 @@
 """The Kubernetes API server as an ASGI app: routing of ``/api`` and ``/apis`` paths,
-bearer-token authentication, discovery, table output and the audit log of Secret requests."""
+bearer-token authentication, discovery, table output and the audit log of Secret requests.
+
+It authorizes every authenticated request, as a real API server started with
+``--authorization-mode=AlwaysAllow`` does, and answers ``SelfSubjectAccessReview`` (what
+``kubectl auth can-i`` asks) accordingly; ``secretops sandbox up --kubernetes real`` is the
+world with RBAC enforced."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from sandbox.kube.store import Store
 from sandbox.kube.timefmt import now
 
 _PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
+SELF_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 _NAMESPACE_SUBRESOURCES = {"status", "finalize"}
 
 
@@ -98,6 +104,10 @@ class ApiServer:
             if path in _PUBLIC:
                 return PlainTextResponse("ok")
             identity = self._identity(request)
+            if path == SELF_REVIEW and request.method == "POST":
+                raw = await request.body()
+                protobuf_body = "protobuf" in request.headers.get("content-type", "")
+                return _self_review(_decode_protobuf(raw) if protobuf_body else _decode(raw))
             found = self._discovery(path, request)
             if found is not None:
                 return found
@@ -202,6 +212,16 @@ class ApiServer:
                     audit.record(record, 200, "ResponseComplete", audit_id)
 
         return StreamingResponse(stream(), media_type="application/json")
+
+
+def _self_review(body: Any) -> Response:
+    """The review asked for, answered as the AlwaysAllow authorizer answers it."""
+    if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        raise bad_request("a SelfSubjectAccessReview needs a spec")
+    return _json({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                  "metadata": {"creationTimestamp": None}, "spec": body["spec"],
+                  "status": {"allowed": True, "reason": "the sandbox's API server authorizes "
+                             "every authenticated request (no RBAC)"}}, 201)
 
 
 def _dry_run(params: dict[str, str]) -> bool:

@@ -1,5 +1,6 @@
 """Request bodies in Kubernetes' protobuf encoding, for the kinds ``kubectl create`` sends
-that way: Secret, ConfigMap, Namespace, ServiceAccount and the RBAC kinds.
+that way: Secret, ConfigMap, Namespace, ServiceAccount, the RBAC kinds, and the
+SelfSubjectAccessReview of ``kubectl auth can-i``.
 
 kubectl encodes the built-in kinds it creates as ``application/vnd.kubernetes.protobuf``: the
 four bytes ``k8s\\0`` and a ``runtime.Unknown`` message (type meta, the object's own message
@@ -78,9 +79,20 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "RoleRef": {1: ("apiGroup", "string", False), 2: ("kind", "string", False),
                 3: ("name", "string", False)},
     "Time": {1: ("seconds", "int", False), 2: ("nanos", "int", False)},
+    # k8s.io/api/authorization/v1/generated.proto (field selectors of a review are skipped)
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
+                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes",
+                                        False)},
+    "ResourceAttributes": {1: ("namespace", "string", False), 2: ("verb", "string", False),
+                           3: ("group", "string", False), 4: ("version", "string", False),
+                           5: ("resource", "string", False),
+                           6: ("subresource", "string", False), 7: ("name", "string", False)},
+    "NonResourceAttributes": {1: ("path", "string", False), 2: ("verb", "string", False)},
 }
 KINDS = ("Secret", "ConfigMap", "Namespace", "ServiceAccount", "Role", "ClusterRole",
-         "RoleBinding", "ClusterRoleBinding")
+         "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview")
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
