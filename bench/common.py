@@ -108,6 +108,11 @@ def world(keep: bool = False, kubernetes: str = "sandbox") -> Iterator[Bench]:
             yield Bench(directory, info, server["api_url"], int(server["pid"]))
     finally:
         if not keep:
+            # the events of the runs still queued in this process go to this server, not
+            # to a retry loop against one that has stopped (which kept the process alive)
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all(timeout=30, at_exit=False)
             local_prefect.stop(directory)
             manager.down(directory)
 
