@@ -27,6 +27,7 @@ from sandbox.openai_api import OpenAIState, openai_app
 from sandbox.postgres import PostgresInfo, PostgresSandbox
 from secretops.adapters.aws import AwsConfig
 from secretops.adapters.kube import KubeCluster
+from secretops.adapters.openai_admin import OpenAIProvider
 from secretops.adapters.postgres import PostgresDatabase
 from secretops.models import SecretValue
 from tests.adapters.kube_world import KubeWorld, kube_world
@@ -141,3 +142,13 @@ def kubectl_in(kube: KubeWorld) -> Callable[..., str]:
         return result.stdout
 
     return run
+
+
+@pytest.fixture()
+def provider(openai_world: tuple[OpenAIState, str]) -> Iterator[OpenAIProvider]:
+    """The OpenAI adapter on the emulator, with a fresh admin key, for project
+    ``proj_intelliprompt``."""
+    state, url = openai_world
+    built = OpenAIProvider(url, SecretValue(state.create_admin_key()), "proj_intelliprompt")
+    yield built
+    built.close()

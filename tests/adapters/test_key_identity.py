@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 
 import pytest
 from prefect import flow
@@ -19,14 +18,6 @@ from tasks.api_keys import _revoke_orphans
 PROJECT = "proj_intelliprompt"
 PREFIX = "secretops-intelliprompt-staging-openai-"
 VALUE = "sk-svcacct-abcdefghijklmnopqrstuvwxyz0123456789wxyz"
-
-
-@pytest.fixture()
-def provider(openai_world: tuple[OpenAIState, str]) -> Iterator[OpenAIProvider]:
-    state, url = openai_world
-    built = OpenAIProvider(url, SecretValue(state.create_admin_key()), PROJECT)
-    yield built
-    built.close()
 
 
 @pytest.mark.parametrize("hint", [

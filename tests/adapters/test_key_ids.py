@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +105,6 @@ def test_a_value_edited_by_hand_has_no_key_id_and_stale_ids_go(store: SecretStor
     assert fp(FIRST) not in ids  # never inherits the id of the key it replaced
     assert fp(SECOND) not in ids  # held by no stage any more
     assert ids == {fp(THIRD): "key_third"}
-
-
-@pytest.fixture()
-def provider(openai_world: tuple[OpenAIState, str]) -> Iterator[OpenAIProvider]:
-    state, url = openai_world
-    built = OpenAIProvider(url, SecretValue(state.create_admin_key()), PROJECT)
-    yield built
-    built.close()
 
 
 Unreadable = Callable[[], list[Any]]

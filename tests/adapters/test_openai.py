@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sandbox.openai_api import OpenAIState
@@ -12,14 +10,6 @@ from secretops.adapters.providers import ProviderRefused
 from secretops.models import SecretValue, matches_hint
 
 PROJECT = "proj_intelliprompt"
-
-
-@pytest.fixture()
-def provider(openai_world: tuple[OpenAIState, str]) -> Iterator[OpenAIProvider]:
-    state, url = openai_world
-    built = OpenAIProvider(url, SecretValue(state.create_admin_key()), PROJECT)
-    yield built
-    built.close()
 
 
 def test_create_check_find_and_revoke(
