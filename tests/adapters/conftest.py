@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -112,9 +113,24 @@ def kube(tmp_path_factory: pytest.TempPathFactory, aws_config: AwsConfig) -> Ite
         secret_access_key=SECRET_ACCESS_KEY,
     )
     with kube_world(tmp_path_factory.mktemp("kube"), eso_aws) as world:
-        for obj in manifests.intelliprompt(refresh_interval="1h"):
+        objects = manifests.intelliprompt(refresh_interval="1h")
+        for obj in objects:
             world.sandbox.apply(obj)
+        _wait_for_synced_targets(world, objects)
         yield world
+
+
+def _wait_for_synced_targets(world: KubeWorld, objects: list[dict[str, Any]]) -> None:
+    """Every test starts with the Secrets External Secrets Operator writes already there."""
+    targets = [
+        (obj["metadata"]["namespace"], obj["spec"]["target"]["name"])
+        for obj in objects
+        if obj["kind"] == "ExternalSecret"
+    ]
+    deadline = time.monotonic() + 30
+    while missing := [t for t in targets if world.sandbox.store.get("secrets", *t) is None]:
+        assert time.monotonic() < deadline, f"ESO never wrote {missing}"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
