@@ -1,7 +1,11 @@
 """The OpenAI API, as much of it as a key rotation touches, per the public API reference.
 
 - ``GET /v1/models`` with ``Authorization: Bearer <key>``: 200 for an active project key (and
-  its ``last_used_at`` moves), 401 ``invalid_api_key`` naming only a redacted form otherwise.
+  its ``last_used_at`` moves), 401 ``invalid_api_key`` naming only a redacted form otherwise;
+  403 ``insufficient_permissions`` for a key restricted to scopes without ``api.model.read``.
+- ``POST /v1/chat/completions``: the key and its ``model.request`` scope checked as above,
+  then the body's 400s (no model, no messages); nothing is generated (a complete request is
+  answered 404 ``model_not_found``).
 - The Admin API (an ``sk-admin-`` key): a project's service accounts (list, create with a
   new key shown once or ``create_service_account_only``, get, update name and role, delete
   with its keys), keys minted on an account (with ``expires_in_seconds``, ``scopes`` and
@@ -126,8 +130,10 @@ def _limit(request: Request) -> int:
 def openai_app(state: OpenAIState) -> Starlette:
     """The OpenAI API over ``state``."""
 
-    def auth(request: Request, admin: bool) -> Response | None:
-        """None when the caller may go on, else the real API's 401/403 answer."""
+    def auth(request: Request, admin: bool, request_models: bool = False) -> Response | None:
+        """None when the caller may go on, else the real API's 401/403 answer. A restricted
+        key lists models with ``api.model.read`` and requests them (``request_models``)
+        with ``model.request``."""
         token = bearer_token(request.headers)
         if token is None:
             return _error(401, _NO_KEY)
@@ -155,11 +161,12 @@ def openai_app(state: OpenAIState) -> Starlette:
                 "at https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
             )
-        if not admin and not key.can_read_models():
+        allowed = key.can_request_models() if request_models else key.can_read_models()
+        if not admin and not allowed:
             return _error(
                 403,
-                "You have insufficient permissions for this operation. "
-                "Missing scopes: api.model.read.",
+                "You have insufficient permissions for this operation. Missing scopes: "
+                f"{'model.request' if request_models else 'api.model.read'}.",
                 code="insufficient_permissions",
             )
         if admin:
@@ -187,6 +194,26 @@ def openai_app(state: OpenAIState) -> Starlette:
             for model in MODELS
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    async def chat_completions(request: Request) -> Response:
+        """Past the key and its scopes, the body's checks as the real API makes them; the
+        sandbox generates nothing, so a complete request names its model unknown."""
+        refused = auth(request, admin=False, request_models=True)
+        if refused is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "We could not parse the JSON body of your request.")
+        if not body.get("model"):
+            return _error(400, "you must provide a model parameter")
+        if "messages" not in body:
+            return _error(400, "Missing required parameter: 'messages'.", param="messages",
+                          code="missing_required_parameter")
+        return _error(404, f"The model `{body['model']}` does not exist or you do not have "
+                      "access to it.", code="model_not_found")
 
     async def service_accounts(request: Request) -> Response:
         refused = auth(request, admin=True)
@@ -321,6 +348,7 @@ def openai_app(state: OpenAIState) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route(f"{base}/service_accounts", service_accounts, methods=["GET", "POST"]),
             Route(
                 f"{base}/service_accounts/{{account_id}}",

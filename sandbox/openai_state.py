@@ -25,6 +25,7 @@ DEFAULT_PROJECT = "proj_intelliprompt"
 PREFIXES = ("sk-svcacct-", "sk-admin-", "sk-proj-", "sk-")
 MAX_KEY_LIFETIME_SECONDS = 400 * 86400
 READ_SCOPES = ("api.model.read", "api.all.read")
+REQUEST_SCOPES = ("model.request", "api.all.write")
 KEEP: Any = object()  # an update argument that was not given
 
 
@@ -111,6 +112,9 @@ class OpenAIKey:
 
     def can_read_models(self) -> bool:
         return not self.scopes or any(scope in READ_SCOPES for scope in self.scopes)
+
+    def can_request_models(self) -> bool:
+        return not self.scopes or any(scope in REQUEST_SCOPES for scope in self.scopes)
 
 
 class OpenAIState:

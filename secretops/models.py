@@ -87,6 +87,21 @@ class DbStrategy(enum.StrEnum):
     single = "single"
 
 
+class KeyCheck(enum.Enum):
+    """What a provider says of a key. Only a refusal of the key itself (OpenAI's 401
+    ``invalid_api_key``, Anthropic's 401) is ``REFUSED``: a key refused for want of a scope
+    was authenticated, and works for whatever its scopes allow, for the application and for
+    whoever holds a leaked copy. Truthy when the key works."""
+
+    WORKS = "accepted"
+    SCOPED = "accepted by a call its scopes allow (it may not list models)"
+    AUTHENTICATED = "authenticated, but no call made to check it is within its scopes"
+    REFUSED = "refused"
+
+    def __bool__(self) -> bool:
+        return self is not KeyCheck.REFUSED
+
+
 class Stage(enum.StrEnum):
     """Where a version sits in a store, in AWS Secrets Manager's words."""
 

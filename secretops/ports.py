@@ -15,6 +15,7 @@ from secretops.models import (
     AccessEvent,
     AccessGrant,
     Credential,
+    KeyCheck,
     NewProviderKey,
     PodLog,
     ProviderKey,
@@ -99,9 +100,9 @@ class KeyProvider(Protocol):
         made active again). False when it was already revoked."""
         ...
 
-    def check_key(self, value: SecretValue) -> bool:
-        """``GET /v1/models`` with the key: False on 401 only (a 403 authenticated it: the key
-        works but lacks a scope), True otherwise."""
+    def check_key(self, value: SecretValue) -> KeyCheck:
+        """``GET /v1/models`` with the key; a refusal for want of a scope is checked again
+        with a call such a key is allowed (see :class:`KeyCheck`)."""
         ...
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
 from secretops.expiry import key_lifetime
-from secretops.models import Credential, ProviderKey, SecretValue, Stage, keys_for
+from secretops.models import Credential, KeyCheck, ProviderKey, SecretValue, Stage, keys_for
 from secretops.ports import KeyProvider, SecretStore
 from secretops.staging import recorded_key_ids
 from tasks.common import inventory_at, runbook_step, wiring_for
@@ -166,12 +166,15 @@ def check_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     if not pending:
         raise VerificationFailed(f"no pending {secret} key to check in {environment}")
     provider = wiring.provider(secret)
+    evidence = []
     for value in pending:
-        if not provider.check_key(value):
+        check = provider.check_key(value)
+        if not check:
             raise VerificationFailed(
                 f"the provider refuses the new {secret} key {value.fingerprint()}"
             )
-    return [f"the provider accepts the new key {v.fingerprint()}" for v in pending]
+        evidence.append(_checked("new", value, check))
+    return evidence
 
 
 @runbook_step("Verify the new key at the provider")
@@ -182,11 +185,19 @@ def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     provider = wiring.provider(secret)
     evidence = []
     for value in _values(stores, Stage.current):
-        if not provider.check_key(value):
+        check = provider.check_key(value)
+        if not check:
             raise VerificationFailed(f"the provider refuses the current {secret} key "
                                      f"{value.fingerprint()}")
-        evidence.append(f"current key {value.fingerprint()} accepted by the provider")
+        evidence.append(_checked("current", value, check))
     return evidence
+
+
+def _checked(what: str, value: SecretValue, check: KeyCheck) -> str:
+    """Evidence of a key the provider accepts, saying how far it was checked."""
+    if check is KeyCheck.WORKS:
+        return f"{what} key {value.fingerprint()} accepted by the provider"
+    return f"{what} key {value.fingerprint()}: {check.value}"
 
 
 def _revoke(provider: KeyProvider, value: SecretValue, what: str,

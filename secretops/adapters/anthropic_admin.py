@@ -25,7 +25,7 @@ from secretops.adapters.providers import (
     failure,
     timestamp,
 )
-from secretops.models import NewProviderKey, ProviderKey, SecretValue
+from secretops.models import KeyCheck, NewProviderKey, ProviderKey, SecretValue
 
 
 def _key(item: Any) -> ProviderKey:
@@ -95,20 +95,21 @@ class AnthropicProvider(AdminClient):
         except ProviderKeyGone:
             return None
 
-    def check_key(self, value: SecretValue) -> bool:
-        """Whether the provider accepts the key (``GET /v1/models``). Only 401 means refused:
-        a 403 answers a key the provider authenticated that lacks a permission, and such a
+    def check_key(self, value: SecretValue) -> KeyCheck:
+        """Whether the provider accepts the key (``GET /v1/models``). Only 401 means refused.
+        Anthropic's keys carry no scopes (a key is bound to a workspace, and every key may
+        list models), so a 403 says the key was authenticated and nothing narrower: such a
         key works, for the application and for whoever holds a leaked copy."""
         try:
             # a copy sharing the connections (closing it would close them)
             self._client.with_options(api_key=value.reveal()).models.list()
         except anthropic.AuthenticationError:
-            return False
+            return KeyCheck.REFUSED
         except anthropic.PermissionDeniedError:
-            return True
+            return KeyCheck.AUTHENTICATED
         except anthropic.APIError as exc:
             raise failure(self.provider, "check key", exc) from None
-        return True
+        return KeyCheck.WORKS
 
     def revoke_key(self, key_id: str, final: bool = False) -> bool:
         """Set the key's status to ``inactive``, or with ``final`` to ``archived`` (a leaked

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import openai
 from openai import OpenAI, Timeout
 
@@ -31,7 +32,7 @@ from secretops.adapters.providers import (
     failure,
     timestamp,
 )
-from secretops.models import NewProviderKey, ProviderKey, SecretValue
+from secretops.models import KeyCheck, NewProviderKey, ProviderKey, SecretValue
 
 # names of the service accounts secretops makes, one per key, where keys per account are refused
 OWN_ACCOUNT_PREFIX = "secretops-"
@@ -185,21 +186,40 @@ class OpenAIProvider(AdminClient):
         except ProviderKeyGone:
             return None
 
-    def check_key(self, value: SecretValue) -> bool:
-        """Whether the provider accepts the key (``GET /v1/models``). Only 401 means refused:
-        a 403 answers a key the provider authenticated that lacks the scope to list models
-        (a restricted key), and such a key works, for the application and for whoever holds
-        a leaked copy."""
+    def check_key(self, value: SecretValue) -> KeyCheck:
+        """Whether the provider accepts the key: ``GET /v1/models``, and where that is refused
+        for want of a scope (a restricted key: 403, or a 401 that names missing scopes), a
+        chat completion request with an empty body, which a key allowed to request models
+        gets a 400 for (nothing is generated or charged). Only a refusal of the key itself is
+        ``REFUSED``: a restricted key works, for the application and for whoever holds a
+        leaked copy."""
+        # a copy sharing the connections (closing it would close them)
+        client = self._client.with_options(api_key=value.reveal())
         try:
-            # a copy sharing the connections (closing it would close them)
-            self._client.with_options(api_key=value.reveal()).models.list()
-        except openai.AuthenticationError:
-            return False
-        except openai.PermissionDeniedError:
-            return True
+            client.models.list()
+            return KeyCheck.WORKS
+        except openai.APIStatusError as exc:
+            if not _wants_scope(exc):
+                return self._refused_or_raise(exc)
         except openai.APIError as exc:
             raise self._failure("check key", exc) from None
-        return True
+        try:
+            # the client has no call that sends a request it knows to be incomplete
+            client.post("/chat/completions", body={}, cast_to=httpx.Response)
+        except openai.BadRequestError:
+            return KeyCheck.SCOPED  # past the key and its scopes, refused for the empty body
+        except openai.APIStatusError as exc:
+            if not _wants_scope(exc):
+                return self._refused_or_raise(exc)
+            return KeyCheck.AUTHENTICATED
+        except openai.APIError as exc:
+            raise self._failure("check key", exc) from None
+        return KeyCheck.SCOPED
+
+    def _refused_or_raise(self, exc: openai.APIStatusError) -> KeyCheck:
+        if isinstance(exc, openai.AuthenticationError):
+            return KeyCheck.REFUSED
+        raise self._failure("check key", exc) from None
 
     def revoke_key(self, key_id: str, final: bool = False) -> bool:
         """Delete the key (a deletion is always final), and the service account secretops
@@ -219,6 +239,13 @@ class OpenAIProvider(AdminClient):
         except ProviderKeyGone:
             return False
         return True
+
+
+def _wants_scope(exc: openai.APIStatusError) -> bool:
+    """A refusal for want of a scope: the key was authenticated (OpenAI answers 403, and for
+    some restricted keys 401, "You have insufficient permissions ... Missing scopes: ...")."""
+    return (isinstance(exc, openai.PermissionDeniedError) or exc.code == "insufficient_permissions"
+            or "Missing scopes" in exc.message)
 
 
 class _PerAccountRefused(Exception):

@@ -9,7 +9,7 @@ import pytest
 from sandbox.anthropic_api import AnthropicState
 from secretops.adapters.anthropic_admin import AnthropicProvider
 from secretops.adapters.providers import ProviderRefused
-from secretops.models import SecretValue
+from secretops.models import KeyCheck, SecretValue
 
 
 @pytest.fixture()
@@ -36,7 +36,7 @@ def test_find_check_and_deactivate(
 
     assert provider.revoke_key(key_id) is True
     assert state.keys[key_id].status == "inactive"
-    assert provider.check_key(SecretValue(value)) is False
+    assert provider.check_key(SecretValue(value)) is KeyCheck.REFUSED
     assert provider.revoke_key(key_id) is False
     assert {k.id: k.status for k in provider.list_keys()}[key_id] == "inactive"
 
@@ -53,7 +53,7 @@ def test_a_leaked_key_is_archived_at_once(
     key_id, value = state.mint_key("backend-production-leaked")
     assert provider.revoke_key(key_id, final=True) is True
     assert state.keys[key_id].status == "archived"
-    assert provider.check_key(SecretValue(value)) is False
+    assert provider.check_key(SecretValue(value)) is KeyCheck.REFUSED
 
 
 def test_workspace_filter_and_paging(anthropic_world: tuple[AnthropicState, str]) -> None:

@@ -9,11 +9,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from sandbox.openai_api import OpenAIState
 from secretops.adapters.openai_admin import OpenAIProvider
 from secretops.adapters.providers import ProviderRefused
-from secretops.models import SecretValue, keys_with_value
+from secretops.models import KeyCheck, SecretValue, keys_with_value
+from tests.sandbox.asgi_server import serve
 
 PROJECT = "proj_intelliprompt"
 NAME = "secretops-intelliprompt-staging-openai-20261206T120000Z"
@@ -71,16 +76,53 @@ def test_without_per_account_keys_a_service_account_is_made_per_key(
     assert own not in state.service_accounts and account in state.service_accounts
 
 
-def test_an_expired_key_is_refused_and_scoped_keys_count_as_working(
+def test_checks_say_what_they_know(
     openai_world: tuple[OpenAIState, str], provider: OpenAIProvider
 ) -> None:
+    """Only a refusal of the key itself is "refused": a key restricted to scopes without
+    ``api.model.read`` is checked again with a call its scopes allow."""
     state, _ = openai_world
-    scoped = provider.create_key(NAME, environment="staging", scopes=["api.files.read"])
-    assert provider.check_key(scoped.value)  # 403: authenticated, lacks api.model.read
+    full = provider.create_key(NAME + "-full", environment="staging")
+    requests = provider.create_key(NAME + "-req", environment="staging",
+                                   scopes=["model.request"])
+    files = provider.create_key(NAME + "-files", environment="staging",
+                                scopes=["api.files.read"])
     short = provider.create_key(NAME + "-short", environment="staging",
                                 lifetime=timedelta(seconds=1))
     state.keys[short.key.id].expires_at = int(time.time()) - 1
-    assert not provider.check_key(short.value)
+    deleted = provider.create_key(NAME + "-gone", environment="staging")
+    assert provider.revoke_key(deleted.key.id)
+    checks = {name: provider.check_key(made.value) for name, made in
+              [("full", full), ("requests", requests), ("files", files), ("expired", short),
+               ("deleted", deleted)]}
+    assert checks == {"full": KeyCheck.WORKS, "requests": KeyCheck.SCOPED,
+                      "files": KeyCheck.AUTHENTICATED, "expired": KeyCheck.REFUSED,
+                      "deleted": KeyCheck.REFUSED}
+    assert [bool(check) for check in checks.values()] == [True, True, True, False, False]
+
+
+def _answers_401(message: str, code: str) -> Starlette:
+    async def refuse(request: Request) -> JSONResponse:
+        error = {"message": message, "type": "invalid_request_error", "param": None,
+                 "code": code}
+        return JSONResponse({"error": error}, status_code=401)
+
+    return Starlette(routes=[Route("/v1/models", refuse, methods=["GET"]),
+                             Route("/v1/chat/completions", refuse, methods=["POST"])])
+
+
+@pytest.mark.parametrize(("message", "code", "expected"), [
+    ("You have insufficient permissions for this operation. Missing scopes: api.model.read.",
+     None, KeyCheck.AUTHENTICATED),
+    ("Incorrect API key provided: sk-proj-****abcd.", "invalid_api_key", KeyCheck.REFUSED),
+])
+def test_a_401_that_names_missing_scopes_is_not_a_refused_key(
+    message: str, code: str | None, expected: KeyCheck
+) -> None:
+    """Some restricted keys are answered 401, not 403, when a scope is missing."""
+    with (serve(_answers_401(message, code or "")) as url,
+          OpenAIProvider(url, SecretValue("sk-admin-unused-0000"), PROJECT, {}) as provider):
+        assert provider.check_key(SecretValue("sk-proj-restricted-0000abcd")) is expected
 
 
 @pytest.mark.parametrize("case", ["read-only admin", "unknown project", "unknown account",

@@ -227,6 +227,34 @@ def test_refusals_are_error_objects(client: openai.OpenAI, state: OpenAIState) -
     error(no_admin.value, 401, "invalid_api_key")
 
 
+def test_chat_completion_checks_scope_then_body(client: openai.OpenAI,
+                                              state: OpenAIState) -> None:
+    """The call a restricted key's check falls back to: the official client's own request,
+    answered with the error objects the API gives (nothing is generated)."""
+    _, reads = state.mint_service_account_key(PROJECT, "contract-reads",
+                                              scopes=["api.model.read"])
+    _, requests = state.mint_service_account_key(PROJECT, "contract-requests",
+                                                 scopes=["model.request"])
+    messages: Any = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.PermissionDeniedError) as lacking:
+        user(client, reads).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert "model.request" in error(lacking.value, 403, "insufficient_permissions").message
+    with pytest.raises(openai.BadRequestError) as empty:
+        user(client, requests).post("/chat/completions", body={}, cast_to=object)
+    assert "model" in error(empty.value, 400).message
+    with pytest.raises(openai.BadRequestError) as no_messages:
+        user(client, requests).post("/chat/completions", body={"model": "gpt-4o-mini"},
+                                    cast_to=object)
+    assert error(no_messages.value, 400, "missing_required_parameter").param == "messages"
+    with pytest.raises(openai.NotFoundError) as unknown:
+        user(client, requests).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    error(unknown.value, 404, "model_not_found")
+    with pytest.raises(openai.AuthenticationError) as refused:
+        user(client, "sk-proj-unknown-00000000").post("/chat/completions", body={},
+                                                      cast_to=object)
+    error(refused.value, 401, "invalid_api_key")
+
+
 def test_expired_keys(client: openai.OpenAI, state: OpenAIState) -> None:
     keys = client.admin.organization.projects.api_keys
     key_id, value = state.mint_service_account_key(PROJECT, "contract-expiring",
