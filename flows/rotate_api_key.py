@@ -197,8 +197,8 @@ async def wait_for_person_if_needed(
         value = SecretValue(text)
         refusal = refusal_of(value, person.key_prefix, provider)
         if not refusal:
-            stage_key(stores, value)
-            logger.info("the key from the form is staged as pending (%s)", value.fingerprint())
+            for line in stage_key(stores, value, provider):
+                logger.info("the key from the form is staged: %s", line)
             return True
         logger.warning("the key given in the form was refused (%s); nothing was stored",
                        refusal)

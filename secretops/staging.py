@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from secretops.errors import NotRetryable
 from secretops.inventory import Inventory
 from secretops.models import Credential, SecretValue
-from secretops.ports import SecretStore
+from secretops.ports import KeyProvider, SecretStore
 
 # how each provider's keys begin, to say whose key was given instead of the expected one
 KEY_PREFIXES = {"sk-ant-": "an Anthropic key", "sk-": "an OpenAI key"}
@@ -32,11 +32,30 @@ def check_shape(value: SecretValue, prefix: str | None) -> None:
         raise NotRetryable("the key is too short to be a provider key")
 
 
-def stage_key(stores: Sequence[SecretStore], value: SecretValue) -> list[str]:
-    """Store ``value`` as PENDING in every store; returns the pending version ids."""
-    credential = Credential(value)
-    return [f"{store.name}: pending version {store.stage_pending(credential).version_id}"
-            for store in stores]
+def stage_key(stores: Sequence[SecretStore], value: SecretValue,
+              provider: KeyProvider | None = None) -> list[str]:
+    """Store ``value`` as PENDING in every store; returns the pending version ids. With the
+    ``provider``, the key's id is looked up once by its redacted hint and recorded with the
+    value, so every later step (revocation, a leak, the orphan sweep) knows the key by id."""
+    key_id = key_id_by_hint(provider, value) if provider is not None else None
+    credential = Credential(value, key_id=key_id)
+    lines = [f"{store.name}: pending version {store.stage_pending(credential).version_id}"
+             for store in stores]
+    if provider is not None:
+        lines.append(f"the provider knows {value.fingerprint()} as key {key_id}" if key_id else
+                     f"the provider's listing cannot tell which key is {value.fingerprint()} "
+                     "(no hint, or several, fit it); later steps match it by hint")
+    return lines
+
+
+def key_id_by_hint(provider: KeyProvider, value: SecretValue) -> str | None:
+    """The id of the key a person made, told by its hint in the provider's listing; None
+    when the hint fits no key or several."""
+    try:
+        key = provider.find_key(value)
+    except NotRetryable:  # several keys fit the hint, or the listing is refused: unknown
+        return None
+    return key.id if key is not None else None
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
 
     key = SecretValue(mint_console_key(info, f"secretops-intelliprompt-{environment}-anthropic"))
     wiring = Wiring(load_inventory(info["inventory"]))
-    stage_key(wiring.stores("anthropic", environment), key)
+    stage_key(wiring.stores("anthropic", environment), key, wiring.provider("anthropic"))
     return rotate_api_key(ApiKeySecret.anthropic, environment, inventory=info["inventory"])
 
 

@@ -233,5 +233,5 @@ def _ask_for_key_if_needed(secret: str, environment: str, inventory: str) -> Non
     if not provider.check_key(value):
         raise SecretopsError(f"the provider refuses that key ({value.fingerprint()}); "
                              "nothing was changed")
-    for line in stage_key(stores, value):
+    for line in stage_key(stores, value, provider):
         print(line, flush=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sandbox.anthropic_api import AnthropicState
 from secretops.adapters.anthropic_admin import AnthropicProvider
+from secretops.adapters.files import DockerSecretStore
 from secretops.adapters.providers import ProviderRefused
 from secretops.models import KeyCheck, SecretValue
+from secretops.staging import stage_key
 
 
 @pytest.fixture()
@@ -94,3 +97,25 @@ def test_an_admin_key_without_the_permission_is_one_clear_line(
     assert "HTTP 403 (permission_error)" in text and "\n" not in text
     assert "sk-ant-" not in text
     assert {key_id: key.status for key_id, key in state.keys.items()} == before
+
+
+def test_a_key_a_person_pasted_is_staged_with_its_id(
+    anthropic_world: tuple[AnthropicState, str], provider: AnthropicProvider, tmp_path: Path
+) -> None:
+    """The console has no API, so the person's key is found once by its hint and known by id
+    from then on; a key the listing cannot show is staged without one, and says so."""
+    state, _ = anthropic_world
+    key_id, value = state.mint_key("backend-staging-pasted")
+    path = tmp_path / "anthropic_key.txt"
+    path.write_text("sk-ant-api03-current-" + "z" * 30)
+    store = DockerSecretStore(path)
+    lines = stage_key([store], SecretValue(value), provider)
+    assert store.key_ids() == {SecretValue(value).fingerprint(): key_id}
+    assert lines[-1].endswith(f"as key {key_id}") and value not in "".join(lines)
+
+    other = tmp_path / "other_key.txt"
+    other.write_text("sk-ant-api03-current-" + "z" * 30)
+    unknown = SecretValue("sk-ant-api03-never-listed-" + "q" * 30)
+    lines = stage_key([DockerSecretStore(other)], unknown, provider)
+    assert DockerSecretStore(other).key_ids() == {}
+    assert "match it by hint" in lines[-1]
