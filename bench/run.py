@@ -21,7 +21,10 @@ NAMES = ("overhead", "rotation", "revoke", "alerts", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    summary, examples = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=summary,
+                                     epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(NAMES),
                         help=f"comma-separated subset of {', '.join(NAMES)}")
     parser.add_argument("--repeats", type=int, default=3)
