@@ -41,6 +41,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", ("v1",), "Pod", "pods", True, ("po",), ("log", "status")),
     Resource("", ("v1",), "Event", "events", True, ("ev",)),
     Resource("", ("v1",), "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    Resource("", ("v1",), "Service", "services", True, ("svc",), ("status",)),
     Resource("apps", ("v1",), "Deployment", "deployments", True, ("deploy",), ("status", "scale")),
     Resource("apps", ("v1",), "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale")),
     Resource("rbac.authorization.k8s.io", ("v1",), "Role", "roles", True),
@@ -112,7 +113,7 @@ def resource_list(group: str, version: str) -> dict[str, object]:
         }
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
-        if r.plural in ("pods", "deployments", "replicasets"):
+        if r.plural in ("pods", "services", "deployments", "replicasets"):
             entry["categories"] = ["all"]
         items.append(entry)
         for sub in r.subresources:
