@@ -216,8 +216,10 @@ _AWS = {
 }
 
 
-def error_body(emulator: str, status: int, query_protocol: bool = False) -> tuple[bytes, str]:
-    """The body and content type an emulator's real counterpart answers ``status`` with."""
+def error_body(emulator: str, status: int, query_protocol: bool = False, path: str = "",
+               retry_after: int = 1) -> tuple[bytes, str]:
+    """The body and content type an emulator's real counterpart answers ``status`` with
+    (``path``: the request's, which a Kubernetes Status names the object of)."""
     reason = _REASONS.get(status, "Error")
     if emulator == "openai":
         message, kind, code = _OPENAI.get(
@@ -245,24 +247,68 @@ def error_body(emulator: str, status: int, query_protocol: bool = False) -> tupl
         payload = {"__type": code_name, "message": message}
         return json.dumps(payload).encode(), "application/x-amz-json-1.1"
     elif emulator == "kubernetes":
-        message = (
-            "Operation cannot be fulfilled: the object has been modified; please apply your "
-            "changes to the latest version and try again"
-            if status == 409
-            else reason
-        )
-        payload = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason.replace(" ", ""),
-            "code": status,
-        }
+        return kube_status(status, path, retry_after=retry_after), "application/json"
     else:
         payload = {"error": reason}
     return json.dumps(payload).encode(), "application/json"
+
+
+# reasons as k8s.io/apimachinery's NewGenericServerResponse gives them
+_KUBE_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                 405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict",
+                 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
+                 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+                 504: "Timeout"}
+
+
+def _kube_target(path: str) -> tuple[str, str, str]:
+    """(group, resource, name) of an API path; a subresource names its parent object."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"]:
+        group, rest = (parts[1] if len(parts) > 1 else ""), parts[3:]
+    else:
+        return "", "", ""
+    if rest[:1] == ["namespaces"] and len(rest) > 2 and rest[2] not in ("status", "finalize"):
+        rest = rest[2:]
+    return group, (rest[0] if rest else ""), (rest[1] if len(rest) > 1 else "")
+
+
+def kube_status(status: int, path: str = "", message: str | None = None,
+                retry_after: int = 1) -> bytes:
+    """A ``Status`` as kube-apiserver answers ``status`` (k8s.io/apimachinery's
+    ``NewConflict``, ``NewTooManyRequests``, ``NewInternalError``, ``NewServiceUnavailable``,
+    ``NewTimeoutError``): the conflict names the object of ``path`` in ``details``, as a
+    real conflict on it would."""
+    reason = _KUBE_REASONS.get(status, "InternalError" if status >= 500 else "")
+    details: dict[str, Any] = {}
+    if status == 409:
+        group, resource, name = _kube_target(path)
+        qualified = f"{resource}.{group}" if group else resource
+        message = message or (
+            f'Operation cannot be fulfilled on {qualified} "{name}": the object has been '
+            "modified; please apply your changes to the latest version and try again")
+        details = {"name": name, "group": group, "kind": resource}
+    elif status == 429:
+        message = message or "Too many requests, please try again later."
+        details = {"retryAfterSeconds": retry_after}
+    elif status == 504:  # the API server's own request timeout
+        message = message or ("Timeout: request did not complete within requested timeout - "
+                              "context deadline exceeded")
+    elif status == 500 or (status > 500 and status != 503):
+        cause = message or "the server could not handle the request"
+        message = f"Internal error occurred: {cause}"
+        details = {"causes": [{"message": cause}]}
+    else:
+        message = message or _REASONS.get(status, "the server could not handle the request")
+    payload: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Failure", "message": message, "reason": reason,
+                               "details": {k: v for k, v in details.items() if v},
+                               "code": status}
+    # Go's omitempty: no empty reason or details
+    return json.dumps({k: v for k, v in payload.items() if v or k == "metadata"},
+                      separators=(",", ":")).encode()
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -299,7 +345,9 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         query = "x-www-form-urlencoded" in _header(scope, b"content-type")
-        body, content_type = error_body(self.name, status, query_protocol=query)
+        body, content_type = error_body(
+            self.name, status, query_protocol=query, path=scope.get("path", ""),
+            retry_after=max(1, math.ceil(knobs.retry_after_ms / 1000)))
         headers = {"content-type": content_type}
         if status in (429, 503):
             headers["retry-after"] = str(max(1, math.ceil(knobs.retry_after_ms / 1000)))
@@ -309,9 +357,21 @@ class FaultMiddleware:
         await Response(body, status_code=status, headers=headers)(scope, receive, send)
 
 
+_SERVED: list[Faults] = []
+
+
+def served() -> Faults | None:
+    """The registry this process's control endpoint serves (the latest :func:`control_app`
+    made), the one ``secretops sandbox fault`` and ``PUT {control}/faults/...`` change: what
+    a part of the world built before that endpoint (the real control plane's fault proxy)
+    takes its knobs from."""
+    return _SERVED[-1] if _SERVED else None
+
+
 def control_app(faults: Faults) -> Starlette:
     """The ``/faults`` endpoint: ``GET /faults``, ``PUT /faults/{name}`` (knobs as JSON),
     ``DELETE /faults/{name}`` and ``DELETE /faults`` (everything back to normal)."""
+    _SERVED[:] = [faults]
 
     async def show(request: Request) -> JSONResponse:
         return JSONResponse(faults.snapshot())

@@ -3,12 +3,18 @@
 installs External Secrets Operator's CRDs and starts the operator, starts the sandbox's
 kubelet on the real API server, applies the seed objects, and gives the flows a
 ServiceAccount token bound by the RBAC manifests in ``deployments/kubernetes``.
+
+Its :attr:`~RealCluster.server`, the address users' kubeconfig names, is the fault proxy
+(:mod:`sandbox.realkube.faultproxy`) in front of kube-apiserver, with the sandbox's
+``kubernetes`` fault knobs; the control plane's components, ESO and the kubelet use
+:attr:`~RealCluster.api_server`, kube-apiserver itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +24,12 @@ import uvicorn
 import yaml
 from starlette.types import ASGIApp
 
+from sandbox import faults as sandbox_faults
+from sandbox.faults import Faults
 from sandbox.kube.service import ServiceEndpoint
 from sandbox.kube.tls import ServerCert, kubeconfig, make_server_cert
 from sandbox.realkube import api, binaries, pki
+from sandbox.realkube.faultproxy import FaultProxy, listen
 from sandbox.realkube.kubelet import RealKubelet
 from sandbox.realkube.plane import ControlPlaneFailed, Plane
 from secretops.adapters.files import atomic_write
@@ -50,10 +59,12 @@ def _crds(serve_v1beta1: bool) -> list[dict[str, Any]]:
 
 class RealCluster:
     """See the module docstring. ``boot`` runs in a thread (it waits on processes); the
-    kubelet and the log endpoint run on the caller's event loop."""
+    kubelet, the log endpoint and the fault proxy run on the caller's event loop. The proxy's
+    knobs are ``faults``' ``kubernetes`` ones; without ``faults``, those of the registry the
+    sandbox's control endpoint serves (:func:`sandbox.faults.served`)."""
 
     def __init__(self, directory: Path, cert: ServerCert, *, developer: str,
-                 pod_start_delay: float = 0.3) -> None:
+                 pod_start_delay: float = 0.3, faults: Faults | None = None) -> None:
         self.dir = directory
         self.root = directory / "realkube"
         self.cert = cert
@@ -65,21 +76,32 @@ class RealCluster:
         self.git_version = ""
         self.flow_token = ""
         self._log_server: uvicorn.Server | None = None
+        self.faults = faults
+        self.proxy: FaultProxy | None = None
+        self._proxy_socket: socket.socket | None = None
         self._services: dict[str, ServiceEndpoint] = {}
         self._clients: list[httpx.AsyncClient] = []
 
     @property
     def server(self) -> str:
+        """The address secretops' clients use: the fault proxy (bound once booted)."""
+        assert self._proxy_socket is not None
+        return f"https://127.0.0.1:{self._proxy_socket.getsockname()[1]}"
+
+    @property
+    def api_server(self) -> str:
+        """kube-apiserver itself, for the control plane's components and the sandbox's own
+        machinery."""
         assert self.plane is not None
         return self.plane.server
 
     def _admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server, verify=str(self.cert.ca_file), timeout=30,
+        return httpx.Client(base_url=self.api_server, verify=str(self.cert.ca_file), timeout=30,
                             headers={"authorization": f"Bearer {self.users['admin'].token}"})
 
     def _async_client(self, user: str) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            base_url=self.server, verify=str(self.cert.ca_file), timeout=httpx.Timeout(10.0),
+            base_url=self.api_server, verify=str(self.cert.ca_file), timeout=httpx.Timeout(10.0),
             headers={"authorization": f"Bearer {self.users[user].token}"})
         self._clients.append(client)
         return client
@@ -104,6 +126,7 @@ class RealCluster:
                     api.apply(client, crd)
                 self._wait_established(client)
             plane.check_alive()
+            self._proxy_socket = listen()  # served from start_kubelet, on the event loop
         except BaseException:
             plane.stop()
             raise
@@ -123,7 +146,7 @@ class RealCluster:
         ])
         token = self._token(namespace, account)
         atomic_write(self.plane.files.kubeconfig_of("external-secrets"), kubeconfig(
-            self.server, self.cert.ca_pem, {"external-secrets": token}))
+            self.api_server, self.cert.ca_pem, {"external-secrets": token}))
         self.plane.start_external_secrets(aws_endpoint)
 
     def _wait_established(self, client: httpx.Client, timeout: float = 30.0) -> None:
@@ -143,7 +166,14 @@ class RealCluster:
                 time.sleep(0.1)
 
     async def start_kubelet(self) -> None:
-        """The kubelet, its Node and its TLS log endpoint, on the running event loop."""
+        """The fault proxy, then the kubelet, its Node and its TLS log endpoint, on the
+        running event loop."""
+        assert self._proxy_socket is not None and self.proxy is None
+        self.proxy = FaultProxy(self._proxy_socket, self.api_server,
+                                cert_file=self.cert.cert_file, key_file=self.cert.key_file,
+                                ca_file=self.cert.ca_file, faults=self.faults,
+                                resolve=sandbox_faults.served)
+        await self.proxy.start()
         self.kubelet = RealKubelet(self._async_client("kubelet"),
                                    self._async_client("scheduler"),
                                    self._async_client("admin"), self.checks,
@@ -215,6 +245,10 @@ class RealCluster:
             await self.kubelet.stop()
         if self._log_server is not None:
             self._log_server.should_exit = True
+        if self.proxy is not None:
+            await self.proxy.stop()
+        elif self._proxy_socket is not None:
+            self._proxy_socket.close()
         for client in self._clients:
             await client.aclose()
         await self.checks.aclose()

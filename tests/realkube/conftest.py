@@ -43,3 +43,19 @@ def sandbox() -> Iterator[dict[str, Any]]:
     finally:
         manager.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def deployment_logs(kubectl: Any, namespace: str, attempts: int = 10) -> str:
+    """``kubectl logs -n NAMESPACE deployment/backend``, as the runbook runs it. kubectl picks
+    the oldest ready pod, which just after a rollout can be one of the old ReplicaSet that the
+    kubelet deletes before kubectl asks for its log (NotFound): asked again, as a person
+    would."""
+    while True:
+        result = kubectl("logs", "-n", namespace, "deployment/backend", check=False)
+        attempts -= 1
+        if result.returncode == 0:
+            return str(result.stdout)
+        if "NotFound" not in result.stderr or not attempts:
+            raise AssertionError(f"kubectl logs -n {namespace} deployment/backend failed: "
+                                 f"{result.stderr}")
+        time.sleep(0.5)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from secretops.adapters.kube import KubeCluster, KubeRefused
-from tests.realkube.conftest import BOOT_SECONDS
+from tests.realkube.conftest import BOOT_SECONDS, deployment_logs
 
 PROD, STAGING = "intelliprompt", "intelliprompt-staging"
 FLOWS = ""  # the kubeconfig's current context: the flows' ServiceAccount
@@ -89,7 +89,7 @@ def test_the_flows_identity_is_refused_what_it_must_not_do(sandbox: dict[str, An
 
 
 def test_kubectl_logs_go_through_the_api_server_to_the_kubelet(kubectl: Any) -> None:
-    logs = kubectl("logs", "-n", PROD, "deployment/backend").stdout
+    logs = deployment_logs(kubectl, PROD)
     assert "API initialized" in logs
     node = json.loads(kubectl("--context", "emergency-admin", "get", "node", "sandbox-node",
                               "-o", "json").stdout)
@@ -103,7 +103,7 @@ def test_the_runbooks_kubectl_commands_verbatim(sandbox: dict[str, Any], kubectl
     assert "developers-read-secrets" in kubectl("get", "rolebindings", "-n", PROD).stdout
     kubectl("rollout", "restart", "deployment/backend", "-n", PROD)
     kubectl("rollout", "status", "deployment/backend", "-n", PROD, "--timeout=60s")
-    logs = kubectl("logs", "-n", PROD, "deployment/backend").stdout
+    logs = deployment_logs(kubectl, PROD)
     assert [line for line in logs.splitlines() if "API initialized" in line]
     config = tmp_path / "kubeconfig"
     shutil.copyfile(sandbox["kubeconfig"], config)

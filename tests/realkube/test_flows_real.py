@@ -21,6 +21,7 @@ from flows.rotate_db_password import rotate_db_password
 from secretops.adapters.kube import KubeRefused
 from secretops.models import Stage
 from tasks.audit import audit_access_logs, check_emergency_access, list_readers
+from tests.faults.test_matrix import test_api_server_409_storm
 from tests.flows.api_key_world import assert_converged, rotate
 from tests.flows.conftest import World, backend_logs
 from tests.flows.leak_world import (
@@ -43,8 +44,10 @@ from tests.flows.test_rotate_api_key_faults import (
     test_refused_key_rolls_back_and_app_stays_healthy,
 )
 
-# the sandbox world's own tests of these procedures, run here against the real plane too
-__all__ = ["test_break_glass_rotates_what_the_emergency_identity_could_read",
+# the sandbox world's own tests of these procedures, run here against the real plane too;
+# the fault matrix's 409 storm through the fault proxy in front of the real API server
+__all__ = ["test_api_server_409_storm",
+           "test_break_glass_rotates_what_the_emergency_identity_could_read",
            "test_cli_exits_non_zero_on_a_broken_policy",
            "test_planted_binding_breaks_the_policy",
            "test_refused_key_rolls_back_and_app_stays_healthy"]
