@@ -7,7 +7,7 @@ import pytest
 from sandbox.openai_api import OpenAIState
 from secretops.adapters.openai_admin import OpenAIProvider
 from secretops.adapters.providers import ProviderRefused
-from secretops.models import SecretValue, matches_hint
+from secretops.models import KeyCheck, SecretValue, matches_hint
 
 PROJECT = "proj_intelliprompt"
 
@@ -38,7 +38,7 @@ def test_create_check_find_and_revoke(
     assert found.id not in state.keys
     # a service account a person made keeps living: only its key is deleted
     assert found.extra["service_account_id"] in state.service_accounts
-    assert provider.check_key(SecretValue(old_value)) is False
+    assert provider.check_key(SecretValue(old_value)) is KeyCheck.REFUSED
     assert provider.revoke_key(found.id) is False
     assert provider.find_key(SecretValue(old_value)) is None
     assert provider.check_key(new.value)
