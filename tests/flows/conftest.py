@@ -101,14 +101,18 @@ def backend_logs(kubectl: Any, namespace: str) -> str:
     """``kubectl logs -l app=backend --tail -1``: every backend pod's log. kubectl lists the
     pods, then asks for each one's log; a pod of the old ReplicaSet still terminating when
     the list is taken can be gone by then (NotFound). Asked again, as a person would."""
-    attempts = 10
+    return kubectl_logs(kubectl, namespace, "-l", "app=backend", "--tail", "-1")
+
+
+def kubectl_logs(kubectl: Any, namespace: str, *target: str, attempts: int = 10) -> str:
+    """``kubectl logs -n NAMESPACE TARGET...``, asked again while it names a pod that was
+    deleted between kubectl picking it and reading its log (NotFound)."""
     while True:
-        result = kubectl("logs", "-n", namespace, "-l", "app=backend", "--tail", "-1",
-                         check=False)
+        result = kubectl("logs", "-n", namespace, *target, check=False)
         attempts -= 1
         if result.returncode == 0:
             return str(result.stdout)
         if "NotFound" not in result.stderr or not attempts:
-            raise AssertionError(f"kubectl logs -n {namespace} -l app=backend failed: "
+            raise AssertionError(f"kubectl logs -n {namespace} {' '.join(target)} failed: "
                                  f"{result.stderr}")
         time.sleep(0.5)

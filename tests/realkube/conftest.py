@@ -18,7 +18,7 @@ import pytest
 
 from sandbox import manager
 from sandbox.realkube import binaries
-from tests.flows.conftest import clean_prefect, load, world
+from tests.flows.conftest import clean_prefect, kubectl_logs, load, world
 
 __all__ = ["clean_prefect", "load", "world"]
 BOOT_SECONDS: list[float] = []
@@ -50,12 +50,4 @@ def deployment_logs(kubectl: Any, namespace: str, attempts: int = 10) -> str:
     the oldest ready pod, which just after a rollout can be one of the old ReplicaSet that the
     kubelet deletes before kubectl asks for its log (NotFound): asked again, as a person
     would."""
-    while True:
-        result = kubectl("logs", "-n", namespace, "deployment/backend", check=False)
-        attempts -= 1
-        if result.returncode == 0:
-            return str(result.stdout)
-        if "NotFound" not in result.stderr or not attempts:
-            raise AssertionError(f"kubectl logs -n {namespace} deployment/backend failed: "
-                                 f"{result.stderr}")
-        time.sleep(0.5)
+    return kubectl_logs(kubectl, namespace, "deployment/backend", attempts=attempts)
