@@ -92,9 +92,12 @@ def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
     A key is taken for an orphan only when the listing can be trusted to show which keys the
     stores hold: when no held value matches any key of the listing (by its recorded id, or
     for a key made by hand by a redacted form this code reads), every key would look
-    orphaned, the live one included, so the sweep does not run. A key whose id a store
-    records is never an orphan, nor is a key created after this run began."""
-    known = {key.id for value in held for key in keys_for(keys, value, ids)} | set(ids.values())
+    orphaned, the live one included, so the sweep does not run. A key whose id is recorded
+    with a held value is never an orphan, nor is a key created after this run began. An id
+    recorded with no held value protects nothing: a store records the id before it writes
+    the value, and a run killed in between leaves just such an entry beside an orphan."""
+    known = ({key.id for value in held for key in keys_for(keys, value, ids)}
+             | {ids[value.fingerprint()] for value in held if value.fingerprint() in ids})
     if held and not known & {key.id for key in keys}:
         return ["orphan sweep not run: no value the stores hold matches a key in the "
                 "provider's listing, so orphans cannot be told from keys in use"]

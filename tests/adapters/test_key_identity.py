@@ -79,6 +79,26 @@ def test_the_orphan_sweep_revokes_an_older_unheld_key_only(
     assert live_id in state.keys and young_id in state.keys
 
 
+def test_an_id_recorded_without_its_value_does_not_shield_an_orphan(
+    openai_world: tuple[OpenAIState, str], provider: OpenAIProvider
+) -> None:
+    """A store records a key's id before it writes the value: a run killed between the two
+    leaves an id beside no held value, and that key is as orphaned as one never stored."""
+    state, _ = openai_world
+    live_id, live = state.mint_service_account_key(PROJECT, f"{PREFIX}held")
+    orphan_id, orphan = state.mint_service_account_key(PROJECT, f"{PREFIX}id-recorded-only")
+    ids = {SecretValue(live).fingerprint(): live_id, SecretValue(orphan).fingerprint(): orphan_id}
+
+    @flow(name="orphan-sweep-recorded-id", persist_result=False)
+    def sweep() -> list[str]:
+        return _revoke_orphans(provider, [SecretValue(live)], PREFIX, provider.list_keys(), ids)
+
+    evidence = sweep()
+
+    assert orphan_id not in state.keys and any(orphan_id in line for line in evidence)
+    assert live_id in state.keys and provider.check_key(SecretValue(live))
+
+
 def test_only_401_means_refused(
     openai_world: tuple[OpenAIState, str], provider: OpenAIProvider
 ) -> None:
