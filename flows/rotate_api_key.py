@@ -26,13 +26,22 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
-from flows.common import ApiKeySecret, inventory_path, publish, secret_lock
+from flows.common import (
+    ApiKeySecret,
+    RotationFailed,
+    inventory_path,
+    propagate,
+    publish,
+    restore,
+    roll_back_and_fail,
+    secret_lock,
+)
 from secretops import locks
 from secretops.errors import NotRetryable, SecretopsError
-from secretops.models import Environment, SecretValue, Stage
+from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider
 from secretops.report import RunReport
-from secretops.staging import check_shape, person_instructions, stage_key
+from secretops.staging import check_shape, needs_person, person_instructions, stage_key
 from tasks.api_keys import (
     check_new_key,
     generate_new_key,
@@ -43,12 +52,9 @@ from tasks.api_keys import (
 from tasks.common import inventory_at, one_prefect_client, wiring_for
 from tasks.consumers import (
     check_external_secrets,
-    restart_pods,
-    sync_external_secret,
-    verify_logs,
 )
 from tasks.plan import plan_rotation
-from tasks.stores import check_current_values, restore_previous, update_secret
+from tasks.stores import check_current_values
 
 PAUSE_KEY = "new-key"
 PAUSE_POLL_SECONDS = 2  # how soon the run goes on after a person submits the form
@@ -58,10 +64,6 @@ STEPS = [
     "1. Generate new key at provider", "2. Update secret", "3. Restart pods", "4. Verify",
     "5. Revoke old key at provider",
 ]
-
-
-class RotationFailed(SecretopsError):
-    """The rotation failed and was rolled back."""
 
 
 class KeyRefused(NotRetryable):
@@ -114,31 +116,16 @@ async def rotate_api_key(
                     f"{exc}; nothing was changed. Create a new key and rerun."
                 ) from None
             try:
-                report.add(update_secret(secret_id, env, path))
-                report.add(sync_external_secret(secret_id, env, path))
-                restart = report.add(restart_pods(secret_id, env, path))
-                report.add(verify_logs(secret_id, env, path, since=restart.started_at))
+                propagate(secret_id, env, path, report)
                 report.add(verify_new_key(secret_id, env, path))
             except Exception as exc:
-                report.failed("verification", exc)
-                try:
-                    roll_back(secret_id, env, path, report)
-                except Exception as undo:
-                    report.failed("roll back", undo)
-                    report.outcome = "failed, and so did the rollback: see the steps above"
-                    await publish(report, f"rotate-{secret_id}-{env}")
-                    raise RotationFailed(
-                        f"rotating {secret_id} in {env} failed ({exc}), and so did the rollback "
-                        f"({undo}); the stores may disagree: see the run's report, fix the "
-                        "cause and rerun (a rerun finishes or undoes it)"
-                    ) from None
-                report.outcome = "failed and rolled back: the previous key is current again"
-                await publish(report, f"rotate-{secret_id}-{env}")
-                raise RotationFailed(
-                    f"rotating {secret_id} in {env} failed ({exc}); the previous key was restored, "
-                    "the application is healthy and the new key was revoked. See the run's report, "
-                    "fix the cause and rerun."
-                ) from None
+                await roll_back_and_fail(
+                    report, f"rotate-{secret_id}-{env}", f"rotating {secret_id} in {env}", exc,
+                    lambda: roll_back(secret_id, env, path, report),
+                    undone="the previous key is current again",
+                    restored="the previous key was restored, the application is healthy and "
+                             "the new key was revoked",
+                    may_disagree="the stores")
             report.add(revoke_old_key(secret_id, env, path))
         report.outcome = "rotated: the new key is current and verified, the old key is revoked"
         await publish(report, f"rotate-{secret_id}-{env}")
@@ -147,10 +134,7 @@ async def rotate_api_key(
 
 def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
     """Put the previous key back everywhere, restart, check health, revoke the new key."""
-    report.add(restore_previous(secret, environment, inventory))
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
+    restore(secret, environment, inventory, report)
     report.add(revoke_new_key(secret, environment, inventory))
 
 
@@ -165,7 +149,7 @@ async def wait_for_person_if_needed(
     wiring, inv = wiring_for(inventory), inventory_at(inventory)
     provider = wiring.provider(secret)
     stores = wiring.stores(secret, environment)
-    if provider.can_create_keys or any(s.read(Stage.pending) for s in stores):
+    if not needs_person(provider, stores):
         return True
     person = person_instructions(inv, secret, environment)
     logger = get_run_logger()

@@ -19,17 +19,21 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import inventory_path, publish, secret_lock
+from flows.common import (
+    RotationFailed,
+    inventory_path,
+    propagate,
+    publish,
+    restore,
+    roll_back_and_fail,
+    secret_lock,
+)
 from secretops import locks
-from secretops.errors import SecretopsError
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
 from tasks.consumers import (
     check_external_secrets,
-    restart_pods,
-    sync_external_secret,
-    verify_logs,
 )
 from tasks.database import (
     create_new_password,
@@ -39,14 +43,12 @@ from tasks.database import (
     verify_new_login,
 )
 from tasks.plan import plan_rotation
-from tasks.stores import check_current_values, restore_previous, update_secret
+from tasks.stores import check_current_values
+
+__all__ = ["RotationFailed", "rotate_db_password"]
 
 STEPS = ["1. Create new password", "2. Update in database", "3. Update secret",
          "4. Restart app", "Verify the logs and a fresh login", "Invalidate old password"]
-
-
-class RotationFailed(SecretopsError):
-    """The rotation failed and was rolled back."""
 
 
 @flow(name="rotate-db-password", flow_run_name="rotate-db-password-{environment}",
@@ -82,32 +84,16 @@ async def rotate_db_password(
             report.add(create_new_password(secret, env, path, chosen.value))
             try:
                 updated = report.add(update_in_database(secret, env, path))
-                report.add(update_secret(secret, env, path))
-                report.add(sync_external_secret(secret, env, path))
-                restart = report.add(restart_pods(secret, env, path))
-                report.add(verify_logs(secret, env, path, since=restart.started_at))
+                restart = propagate(secret, env, path, report)
                 report.add(verify_new_login(secret, env, path))
             except Exception as exc:
-                report.failed("verification", exc)
-                try:
-                    roll_back(secret, env, path, report)
-                except Exception as undo:
-                    report.failed("roll back", undo)
-                    report.outcome = "failed, and so did the rollback: see the steps above"
-                    await publish(report, f"rotate-{secret}-{env}")
-                    raise RotationFailed(
-                        f"rotating {secret} in {env} failed ({exc}), and so did the rollback "
-                        f"({undo}); the stores and the database may disagree: see the run's "
-                        "report, fix the cause and rerun (a rerun finishes or undoes it)"
-                    ) from None
-                report.outcome = ("failed and rolled back: the previous credentials are current "
-                                  "again")
-                await publish(report, f"rotate-{secret}-{env}")
-                raise RotationFailed(
-                    f"rotating {secret} in {env} failed ({exc}); the previous credentials were "
-                    "restored and the application is healthy. See the run's report, fix the cause "
-                    "and rerun."
-                ) from None
+                await roll_back_and_fail(
+                    report, f"rotate-{secret}-{env}", f"rotating {secret} in {env}", exc,
+                    lambda: roll_back(secret, env, path, report),
+                    undone="the previous credentials are current again",
+                    restored="the previous credentials were restored and the application is "
+                             "healthy",
+                    may_disagree="the stores and the database")
             password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
             if chosen is DbStrategy.single:
                 window = restart.started_at + timedelta(seconds=restart.seconds) - password_set_at
@@ -125,8 +111,5 @@ async def rotate_db_password(
 
 def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
     """Previous credentials back in the stores and the database, restart, check health."""
-    report.add(restore_previous(secret, environment, inventory))
-    report.add(revert_in_database(secret, environment, inventory))
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
+    restore(secret, environment, inventory, report,
+            revert=lambda: report.add(revert_in_database(secret, environment, inventory)))

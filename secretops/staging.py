@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from secretops.errors import NotRetryable
 from secretops.inventory import Inventory
-from secretops.models import Credential, SecretValue
+from secretops.models import Credential, SecretValue, Stage
 from secretops.ports import KeyProvider, SecretStore
 
 # how each provider's keys begin, to say whose key was given instead of the expected one
@@ -30,6 +30,12 @@ def check_shape(value: SecretValue, prefix: str | None) -> None:
         raise NotRetryable(f"the key does not start with the expected prefix {prefix!r}{seems}")
     if len(text) < 20:
         raise NotRetryable("the key is too short to be a provider key")
+
+
+def needs_person(provider: KeyProvider, stores: Sequence[SecretStore]) -> bool:
+    """Whether a person must create the next key: the provider has no key-creation API and
+    no pending key (from the form, the CLI or an interrupted run) is staged yet."""
+    return not provider.can_create_keys and not any(s.read(Stage.pending) for s in stores)
 
 
 def stage_key(stores: Sequence[SecretStore], value: SecretValue,

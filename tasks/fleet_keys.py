@@ -18,8 +18,8 @@ from prefect import Task
 
 from secretops.adapters.retry import backoff_seconds, is_transient
 from secretops.errors import SecretopsError
-from secretops.models import Stage
 from secretops.report import StepResult
+from secretops.staging import needs_person
 from tasks.api_keys import (
     check_new_key,
     generate_new_key,
@@ -102,9 +102,7 @@ def _stage(batch: Batch, secret: str) -> bool:
     """Generate and check the new key; False (with the outcome recorded) when it cannot go on."""
     wiring = wiring_for(batch.inventory)
     stores = wiring.stores(secret, batch.environment)
-    if not wiring.provider(secret).can_create_keys and not any(
-        store.read(Stage.pending) for store in stores
-    ):
+    if needs_person(wiring.provider(secret), stores):
         batch.end(secret, "needs a person",
                   "needs a person: run rotate-api-key for it (the UI asks for the key)")
         return False

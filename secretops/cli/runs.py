@@ -209,15 +209,15 @@ def _ask_for_key_if_needed(secret: str, environment: str, inventory: str) -> Non
     """A provider without a key API (Anthropic): read the new key with a hidden prompt and
     stage it as pending before the flow starts, so it never becomes a parameter."""
     from secretops.inventory import load_inventory
-    from secretops.models import SecretValue, Stage
-    from secretops.staging import check_shape, person_instructions, stage_key
+    from secretops.models import SecretValue
+    from secretops.staging import check_shape, needs_person, person_instructions, stage_key
     from secretops.wiring import Wiring
 
     inv = load_inventory(inventory)
     wiring = Wiring(inv)
     provider = wiring.provider(secret)
     stores = wiring.stores(secret, environment)
-    if provider.can_create_keys or any(s.read(Stage.pending) for s in stores):
+    if not needs_person(provider, stores):
         return
     person = person_instructions(inv, secret, environment)
     if not sys.stdin.isatty():

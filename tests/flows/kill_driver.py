@@ -5,10 +5,10 @@
 
 ``AFTER`` is where the process dies:
 
-- the name of a task the flow module uses (``update_secret``, ``restart_pods``...), or
-  ``module:task`` for a task the flow reaches through another module
-  (``tasks.leak:record_replacement``): a Prefect ``on_completion`` hook on that task kills the
-  process once the step has completed;
+- the name of a task the flow module uses, or the rotate flows' shared sequences in
+  ``flows.common`` do (``update_secret``, ``restart_pods``...), or ``module:task`` for a task
+  the flow reaches through another module (``tasks.leak:record_replacement``): a Prefect
+  ``on_completion`` hook on that task kills the process once the step has completed;
 - ``pending-stored``: right after a store has saved the pending version (inside the first
   step, before the step reports back);
 - ``key-created``: right after the provider created the new key, before any store holds it
@@ -120,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         kill_after_fleet_step(args.after.removeprefix(FLEET_STEP))
     else:
         task_module, _, task_name = args.after.rpartition(":")
-        owner = importlib.import_module(task_module) if task_module else module
-        task = getattr(owner, task_name, None)
-        if not isinstance(task, Task):
+        owners = ([importlib.import_module(task_module)] if task_module
+                  else [module, importlib.import_module("flows.common")])
+        task = next((found for owner in owners
+                     if isinstance(found := getattr(owner, task_name, None), Task)), None)
+        if task is None:
             parser.error(f"{task_module or module_name} has no task named {task_name!r}")
         kill_after_task(task)
     try:
