@@ -36,7 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import inventory_path, publish
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
-from secretops.models import Environment, SecretKind
+from secretops.models import Environment, RotationStatus, SecretKind
 from secretops.report import RunReport
 from tasks.api_keys import shared_listings
 from tasks.common import one_prefect_client
@@ -100,7 +100,7 @@ def _run_all(task: LaneTask, due: list[Due], inventory: str, max_concurrency: in
             try:
                 outcomes += future.result()
             except Exception as exc:  # the lane's task failed before it could say how each went
-                outcomes += [Outcome(d.secret, d.environment, "failed", 0.0,
+                outcomes += [Outcome(d.secret, d.environment, RotationStatus.failed, 0.0,
                                      f"its task failed ({type(exc).__name__}: {exc}); rerun "
                                      "rotate-all") for group in lane for d in group]
         return outcomes
@@ -134,8 +134,8 @@ async def rotate_all(
             with shared_listings():
                 outcomes = _run_all(rotate_keys, keys, path, max_concurrency)
             outcomes += _run_all(rotate_logins, logins, path, max_concurrency)
-        failed = [o for o in outcomes if o.status == "failed"]
-        waiting = [o for o in outcomes if o.status == "needs a person"]
+        failed = [o for o in outcomes if o.status is RotationStatus.failed]
+        waiting = [o for o in outcomes if o.status is RotationStatus.needs_person]
         report.outcome = ("dry run: nothing changed" if dry_run else
                           f"{len(outcomes) - len(failed) - len(waiting)} rotated, {len(failed)} "
                           f"failed and rolled back, {len(waiting)} waiting for a person")
@@ -168,7 +168,7 @@ def rotate_group_logins(due: list[Due], inventory: str) -> list[Outcome]:
         for d in [d for d in due if d.environment == environment]:
             began = time.monotonic()
             if d.secret in failed:
-                outcomes.append(Outcome(d.secret, environment, "failed", 0.0,
+                outcomes.append(Outcome(d.secret, environment, RotationStatus.failed, 0.0,
                                         "not attempted: it failed in an earlier environment"))
                 continue
             try:
@@ -176,10 +176,11 @@ def rotate_group_logins(due: list[Due], inventory: str) -> list[Outcome]:
                                                secret=d.secret, inventory=inventory))
             except Exception as exc:
                 failed.add(d.secret)
-                outcomes.append(Outcome(d.secret, environment, "failed",
+                outcomes.append(Outcome(d.secret, environment, RotationStatus.failed,
                                         time.monotonic() - began, str(exc)))
                 continue
-            outcomes.append(Outcome(d.secret, environment, "rotated", time.monotonic() - began,
+            outcomes.append(Outcome(d.secret, environment, RotationStatus.rotated,
+                                    time.monotonic() - began,
                                     "rotated: new credentials current and verified, old "
                                     "refused"))
     return outcomes

@@ -102,6 +102,14 @@ class KeyCheck(enum.Enum):
         return self is not KeyCheck.REFUSED
 
 
+class RotationStatus(enum.StrEnum):
+    """How one rotation of a fleet run ended."""
+
+    rotated = "rotated"
+    failed = "failed"
+    needs_person = "needs a person"
+
+
 class Stage(enum.StrEnum):
     """Where a version sits in a store, in AWS Secrets Manager's words."""
 

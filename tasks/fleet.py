@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from secretops import locks
 from secretops.expiry import expiring
 from secretops.inventory import SecretSpec
-from secretops.models import Environment, SecretKind, Stage
+from secretops.models import Environment, RotationStatus, SecretKind, Stage
 from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
 from tasks.fleet_keys import Batch, rotate_batch
@@ -56,7 +56,7 @@ class Outcome:
 
     secret: str
     environment: str
-    status: str  # rotated | failed | needs a person
+    status: RotationStatus
     seconds: float
     detail: str
 
@@ -179,7 +179,7 @@ def each_group(rotate: Callable[[list[Due], str], list[Outcome]], due: list[Due]
     try:
         return rotate(due, inventory)
     except Exception as exc:
-        return [Outcome(d.secret, d.environment, "failed", 0.0,
+        return [Outcome(d.secret, d.environment, RotationStatus.failed, 0.0,
                         f"its group was not rotated ({type(exc).__name__}: {exc}); rerun "
                         "rotate-all") for d in due]
 
@@ -195,7 +195,7 @@ def rotate_group(due: list[Due], inventory: str, locked: bool = False) -> list[O
         for environment in ENVIRONMENT_ORDER:
             here = [d.secret for d in due if d.environment == environment]
             for secret in [s for s in here if s in failed]:
-                outcomes.append(Outcome(secret, environment, "failed", 0.0,
+                outcomes.append(Outcome(secret, environment, RotationStatus.failed, 0.0,
                                         "not attempted: it failed in an earlier environment"))
             batch = Batch([s for s in here if s not in failed], environment, inventory)
             if not batch.secrets:
@@ -204,10 +204,10 @@ def rotate_group(due: list[Due], inventory: str, locked: bool = False) -> list[O
                 rotate_batch(batch)
             except Exception as exc:
                 for secret in batch.open(batch.secrets):
-                    batch.end(secret, "failed", f"the rollback did not complete ({exc}); run "
-                                                "rotate-api-key for it")
+                    batch.end(secret, RotationStatus.failed,
+                              f"the rollback did not complete ({exc}); run rotate-api-key for it")
             for secret, (status, detail, seconds) in batch.results.items():
                 outcomes.append(Outcome(secret, environment, status, seconds, detail))
-                if status == "failed":
+                if status is RotationStatus.failed:
                     failed.add(secret)
     return outcomes

@@ -18,6 +18,7 @@ from prefect import Task
 
 from secretops.adapters.retry import backoff_seconds, is_transient
 from secretops.errors import SecretopsError
+from secretops.models import RotationStatus
 from secretops.report import StepResult
 from secretops.staging import needs_person
 from tasks.api_keys import (
@@ -38,13 +39,13 @@ class Batch:
     def __init__(self, secrets: list[str], environment: str, inventory: str) -> None:
         self.secrets, self.environment, self.inventory = secrets, environment, inventory
         self.began = time.monotonic()
-        self.results: dict[str, tuple[str, str, float]] = {}
+        self.results: dict[str, tuple[RotationStatus, str, float]] = {}
         self.restarts = 0
 
     def step(self, step: Task[..., StepResult], secret: str, **extra: Any) -> StepResult:
         return run_step(step, secret, self.environment, self.inventory, **extra)
 
-    def end(self, secret: str, status: str, detail: str) -> None:
+    def end(self, secret: str, status: RotationStatus, detail: str) -> None:
         """Record how ``secret``'s rotation ended (the first ending counts)."""
         self.results.setdefault(secret, (status, detail, time.monotonic() - self.began))
 
@@ -94,8 +95,8 @@ def roll_back(batch: Batch, secrets: list[str], cause: str) -> None:
     restart_consumers(batch, secrets)
     for secret in secrets:
         batch.step(revoke_new_key, secret)
-        batch.end(secret, "failed", f"failed and rolled back ({cause}); the previous key is "
-                                    "current")
+        batch.end(secret, RotationStatus.failed,
+                  f"failed and rolled back ({cause}); the previous key is current")
 
 
 def _stage(batch: Batch, secret: str) -> bool:
@@ -103,20 +104,21 @@ def _stage(batch: Batch, secret: str) -> bool:
     wiring = wiring_for(batch.inventory)
     stores = wiring.stores(secret, batch.environment)
     if needs_person(wiring.provider(secret), stores):
-        batch.end(secret, "needs a person",
+        batch.end(secret, RotationStatus.needs_person,
                   "needs a person: run rotate-api-key for it (the UI asks for the key)")
         return False
     try:
         batch.step(generate_new_key, secret)
     except Exception as exc:
         batch.step(revoke_new_key, secret)
-        batch.end(secret, "failed", f"no new key ({exc}); nothing changed")
+        batch.end(secret, RotationStatus.failed, f"no new key ({exc}); nothing changed")
         return False
     try:
         batch.step(check_new_key, secret)
     except SecretopsError as exc:
         batch.step(revoke_new_key, secret)
-        batch.end(secret, "failed", f"the new key was refused ({exc}); nothing changed")
+        batch.end(secret, RotationStatus.failed,
+                  f"the new key was refused ({exc}); nothing changed")
         return False
     return True
 
@@ -136,7 +138,8 @@ def rotate_batch(batch: Batch) -> None:
             batch.step(restore_previous, secret)
             batch.step(sync_external_secret, secret)
             batch.step(revoke_new_key, secret)
-            batch.end(secret, "failed", f"failed and rolled back ({exc}); nothing restarted")
+            batch.end(secret, RotationStatus.failed,
+                      f"failed and rolled back ({exc}); nothing restarted")
     try:
         restart_consumers(batch, stored)
     except Exception as exc:
@@ -153,9 +156,10 @@ def rotate_batch(batch: Batch) -> None:
         try:
             batch.step(revoke_old_key, secret)
         except Exception as exc:
-            batch.end(secret, "failed", f"the new key is current and verified but the old "
-                                        f"one is not revoked ({exc}); rerun to revoke it")
+            batch.end(secret, RotationStatus.failed,
+                      f"the new key is current and verified but the old one is not revoked "
+                      f"({exc}); rerun to revoke it")
         else:
-            batch.end(secret, "rotated", "rotated: new key current and verified, old key "
-                                         "revoked")
+            batch.end(secret, RotationStatus.rotated,
+                      "rotated: new key current and verified, old key revoked")
 
