@@ -28,55 +28,23 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import watch as kube_watch
 
 from secretops.adapters import kube_access, kube_eso, kube_rollout
-from secretops.adapters.retry import is_transient_status
-from secretops.errors import NotRetryable, Retryable
+from secretops.adapters.kube_api import (
+    MERGE_PATCH,
+    KubeRefused,
+    KubeUnavailable,
+    kube_error,
+)
+from secretops.errors import NotRetryable
 from secretops.models import AccessEvent, AccessGrant, PodLog, RolloutStatus, SecretValue
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "secretops"}
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 WRITE_ATTEMPTS = 10
 CONFLICT_BACKOFF = 0.05
 REQUEST_TIMEOUT = (5.0, 30.0)
 REQUEST_ATTEMPTS = 4
 REQUEST_BACKOFF = 0.1
-
-
-class KubeUnavailable(Retryable):
-    """The API server is busy, conflicting or unreachable."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class KubeRefused(NotRetryable):
-    """The API server refused the request."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _reason(exc: ApiException) -> str:
-    """The ``reason`` of the API's Status answer (``Conflict``, ``NotFound``), if any."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        return str(exc.reason or "")
-    return str(body.get("reason") or exc.reason or "") if isinstance(body, dict) else ""
-
-
-def kube_error(call: str, target: str, exc: Exception) -> Exception:
-    """Our error for a failed API call."""
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        message = f"Kubernetes {call} {target} failed: HTTP {status} {_reason(exc)}".strip()
-        if is_transient_status(status):
-            return KubeUnavailable(message, status)
-        return KubeRefused(message, status)
-    return KubeUnavailable(f"Kubernetes {call} {target} failed: {type(exc).__name__}")
 
 
 def encode(value: str) -> str:
@@ -110,13 +78,6 @@ def restart_stamp() -> str:
     second: a second restart within the same second would patch in the same value, change
     nothing in the pod template and roll nothing out, leaving the pods on the old value."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_api_client(kubeconfig: str | None, context: str | None) -> Any:

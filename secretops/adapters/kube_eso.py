@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from secretops.adapters.kube_api import MERGE_PATCH, KubeRefused, KubeUnavailable, parse_time
+
 if TYPE_CHECKING:
     from secretops.adapters.kube import KubeCluster
 
@@ -23,8 +25,6 @@ POLL_SECONDS = 0.25
 
 
 def _read(cluster: KubeCluster, namespace: str, name: str) -> tuple[str, dict[str, Any]]:
-    from secretops.adapters.kube import KubeRefused
-
     target = f"{namespace}/{name}"
     versions = [cluster.eso_version] if cluster.eso_version else list(VERSIONS)
     for version in versions:
@@ -83,8 +83,6 @@ def blocker(found: dict[str, Any]) -> str | None:
 
 def check_syncable(cluster: KubeCluster, namespace: str, name: str) -> None:
     """Raise ``KubeRefused`` when ESO would ignore a force-sync of this ExternalSecret."""
-    from secretops.adapters.kube import KubeRefused
-
     _, found = _read(cluster, namespace, name)
     reason = blocker(found)
     if reason is not None:
@@ -99,8 +97,6 @@ def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
     returns the ``refreshTime`` before. Waits into the next second first when the last
     refresh happened this second, since ``refreshTime`` has one-second steps. Refused at
     once (``KubeRefused``) when ESO would ignore it (:func:`blocker`)."""
-    from secretops.adapters.kube import MERGE_PATCH, KubeRefused, parse_time
-
     version, found = _read(cluster, namespace, name)
     reason = blocker(found)
     if reason is not None:
@@ -133,8 +129,6 @@ def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
 def wait_synced(cluster: KubeCluster, namespace: str, name: str, after: str, timeout: float) -> str:
     """Poll until Ready is ``SecretSynced`` with a ``refreshTime`` newer than ``after``;
     returns that refreshTime. Raises ``KubeUnavailable`` (retryable) on timeout."""
-    from secretops.adapters.kube import KubeUnavailable, parse_time
-
     deadline = time.monotonic() + timeout
     threshold = parse_time(after)
     reason = "no status yet"

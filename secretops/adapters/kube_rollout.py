@@ -12,12 +12,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from secretops.adapters.kube_api import KubeRefused, KubeUnavailable, parse_time
 from secretops.models import PodLog, RolloutStatus
-
-WATCH_BACKOFF = 0.1
 
 if TYPE_CHECKING:
     from secretops.adapters.kube import KubeCluster
+
+WATCH_BACKOFF = 0.1
 
 
 def rollout_state(deployment: dict[str, Any]) -> RolloutStatus:
@@ -70,8 +71,6 @@ def wait_for_rollout(
     cluster: KubeCluster, namespace: str, name: str, timeout: float
 ) -> RolloutStatus:
     """Return as soon as the rollout is done or has failed; the last state on timeout."""
-    from secretops.adapters.kube import KubeRefused, KubeUnavailable
-
     target = f"{namespace}/{name}"
     deadline = time.monotonic() + timeout
     while True:
@@ -130,8 +129,6 @@ def label_selector(selector: dict[str, Any]) -> str:
 
 
 def _started_at(pod: dict[str, Any]) -> datetime | None:
-    from secretops.adapters.kube import parse_time
-
     status = pod.get("status") or {}
     running = [
         parse_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
@@ -151,8 +148,6 @@ def pods_started_since(
 ) -> list[PodLog]:
     """Pods of the Deployment's selector that started at or after ``since``, with their logs
     (oldest first). ``since`` is compared to the second, as Kubernetes stamps times."""
-    from secretops.adapters.kube import KubeRefused
-
     target = f"{namespace}/{deployment}"
     found = cluster.get(
         "get deployment", target, cluster.request, "GET",

@@ -35,12 +35,11 @@ from secretops.adapters.kube import (
     MANAGED_BY,
     UNREAD,
     KubeCluster,
-    KubeRefused,
     Unread,
     decode,
-    parse_time,
     rfc3339_now,
 )
+from secretops.adapters.kube_api import KubeRefused, parse_time
 from secretops.errors import NotRetryable, PendingConflict
 from secretops.models import Credential, SecretValue, Stage, StoredVersion
 

@@ -176,7 +176,7 @@ def test_writes_survive_injected_conflicts(
 
 
 def test_unavailable_api_is_retryable(kube: KubeWorld, cluster: KubeCluster) -> None:
-    from secretops.adapters.kube import KubeUnavailable
+    from secretops.adapters.kube_api import KubeUnavailable
     from secretops.adapters.retry import is_transient
 
     kube.faults.set("kubernetes", error_rate=1.0, codes=[503])

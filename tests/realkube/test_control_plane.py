@@ -17,7 +17,8 @@ import kubernetes
 import pytest
 import yaml
 
-from secretops.adapters.kube import KubeCluster, KubeRefused
+from secretops.adapters.kube import KubeCluster
+from secretops.adapters.kube_api import KubeRefused
 from tests.realkube.conftest import BOOT_SECONDS, deployment_logs
 
 PROD, STAGING = "intelliprompt", "intelliprompt-staging"

@@ -27,7 +27,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
-from secretops.adapters.kube import KubeCluster, KubeUnavailable
+from secretops.adapters.kube import KubeCluster
+from secretops.adapters.kube_api import KubeUnavailable
 from tests.realkube.conftest import deployment_logs
 
 PROD, STAGING = "intelliprompt", "intelliprompt-staging"

@@ -18,7 +18,7 @@ import pytest
 
 from flows.rotate_api_key import rotate_api_key
 from flows.rotate_db_password import rotate_db_password
-from secretops.adapters.kube import KubeRefused
+from secretops.adapters.kube_api import KubeRefused
 from secretops.models import Stage
 from tasks.audit import audit_access_logs, check_emergency_access, list_readers
 from tests.faults.test_matrix import test_api_server_409_storm
