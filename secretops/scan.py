@@ -1,7 +1,7 @@
 """``secretops scan``: look for secret values where Prefect keeps things, and say where.
 
-:func:`scan_prefect` searches for every given value, as is and in the forms it takes when
-encoded (JSON-escaped, base64, URL-quoted), in three places:
+:func:`secretops.scan_api.scan_prefect` searches for every given value, as is and in the
+forms it takes when encoded (JSON-escaped, base64, URL-quoted), in three places:
 
 - the Prefect API (:mod:`secretops.scan_api`): flow runs (parameters, state messages and data,
   the state history, run inputs), task runs, logs, artifacts, events, variables, deployments,
@@ -39,7 +39,7 @@ class ScanError(SecretopsError):
     """A place could not be searched: the scan has no verdict (never reported as clean)."""
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     lines = str(error).splitlines()
     return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
@@ -287,43 +287,6 @@ def search_file(path: Path, matcher: Matcher, report: ScanReport) -> None:
             for fingerprint, form in matcher.in_bytes(line):
                 report.findings.append(Finding(f"file {path} line {lineno}", fingerprint, form))
         report.count("file lines", lineno)
-
-
-def scan_prefect(
-    values: Iterable[SecretValue],
-    *,
-    api_url: str | None,
-    database_path: Path | None,
-    extra_files: Sequence[Path] = (),
-    since: datetime | None = None,
-) -> ScanReport:
-    """Search Prefect for every value: through the API (at ``api_url``, or the configured
-    ``PREFECT_API_URL`` when None), in the SQLite file at ``database_path`` when given, and in
-    ``extra_files``. The report is clean (``ok``) when no form of any value was found."""
-    from secretops.scan_api import search_api
-
-    matcher = Matcher(values)
-    report = ScanReport()
-    if not matcher:
-        return report
-    try:
-        search_api(api_url, matcher, report, since)
-    except Exception as error:
-        where = api_url or "PREFECT_API_URL"
-        message = f"could not read the Prefect API at {where}: {_first_line(error)}"
-        raise ScanError(message) from error
-    if database_path is not None:
-        try:
-            search_sqlite(database_path, matcher, report, since)
-        except sqlite3.Error as error:
-            raise ScanError(f"could not read {database_path}: {_first_line(error)}") from error
-    for path in extra_files:
-        try:
-            search_file(path, matcher, report)
-        except OSError as error:
-            raise ScanError(f"could not read {path}: {_first_line(error)}") from error
-    report.findings = list(dict.fromkeys(report.findings))
-    return report
 
 
 def collect_store_values(stores: Iterable[SecretStore]) -> list[SecretValue]:

@@ -1,5 +1,5 @@
-"""The API half of ``secretops scan``: read everything the Prefect API shows, page by page,
-and search it with :func:`secretops.scan.search_json`.
+"""``secretops scan`` over Prefect: :func:`scan_prefect` searches the API, the SQLite file and
+log files; the API is read page by page and searched with :func:`secretops.scan.search_json`.
 
 Each object is searched whole (every field, nested), so a finding names the object and the
 path inside it: ``flow_run <id>/parameters.token``, ``flow_run <id> state <id>/message``,
@@ -8,15 +8,26 @@ path inside it: ``flow_run <id>/parameters.token``, ``flow_run <id> state <id>/m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.orchestration.routes import ServerRoutes
 
-from secretops.scan import Matcher, ScanReport, search_json
+from secretops.models import SecretValue
+from secretops.scan import (
+    Matcher,
+    ScanError,
+    ScanReport,
+    first_line,
+    search_file,
+    search_json,
+    search_sqlite,
+)
 
 PAGE = 200
 EVENT_PAGE = 50
@@ -172,3 +183,38 @@ def search_api(api_url: str | None, matcher: Matcher, report: ScanReport,
             for item in _pages(client, route):
                 report.count(source)
                 search_json(item, f"{kind} {item.get('id')}", matcher, report)
+
+
+def scan_prefect(
+    values: Iterable[SecretValue],
+    *,
+    api_url: str | None,
+    database_path: Path | None,
+    extra_files: Sequence[Path] = (),
+    since: datetime | None = None,
+) -> ScanReport:
+    """Search Prefect for every value: through the API (at ``api_url``, or the configured
+    ``PREFECT_API_URL`` when None), in the SQLite file at ``database_path`` when given, and in
+    ``extra_files``. The report is clean (``ok``) when no form of any value was found."""
+    matcher = Matcher(values)
+    report = ScanReport()
+    if not matcher:
+        return report
+    try:
+        search_api(api_url, matcher, report, since)
+    except Exception as error:
+        where = api_url or "PREFECT_API_URL"
+        message = f"could not read the Prefect API at {where}: {first_line(error)}"
+        raise ScanError(message) from error
+    if database_path is not None:
+        try:
+            search_sqlite(database_path, matcher, report, since)
+        except sqlite3.Error as error:
+            raise ScanError(f"could not read {database_path}: {first_line(error)}") from error
+    for path in extra_files:
+        try:
+            search_file(path, matcher, report)
+        except OSError as error:
+            raise ScanError(f"could not read {path}: {first_line(error)}") from error
+    report.findings = list(dict.fromkeys(report.findings))
+    return report

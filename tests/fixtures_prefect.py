@@ -45,7 +45,8 @@ import httpx
 import pytest
 
 from secretops.models import SecretValue
-from secretops.scan import ScanReport, format_report, scan_prefect
+from secretops.scan import ScanReport, format_report
+from secretops.scan_api import scan_prefect
 
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0

@@ -33,9 +33,9 @@ from secretops.scan import (
     ScanReport,
     collect_store_values,
     format_report,
-    scan_prefect,
     search_json,
 )
+from secretops.scan_api import scan_prefect
 from tests.fixtures_prefect import PrefectServer, settle
 
 

@@ -242,7 +242,8 @@ def unlock(args: argparse.Namespace) -> int:
 
 def scan(args: argparse.Namespace) -> int:
     from secretops.inventory import load_inventory
-    from secretops.scan import format_report, scan_prefect
+    from secretops.scan import format_report
+    from secretops.scan_api import scan_prefect
     from secretops.scan_values import values_to_scan
 
     values = values_to_scan(load_inventory(args.inventory))

@@ -112,7 +112,8 @@ def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
 def _scan(info: dict[str, Any], directory: Path) -> bool:
     from secretops import local_prefect
     from secretops.inventory import load_inventory
-    from secretops.scan import format_report, scan_prefect
+    from secretops.scan import format_report
+    from secretops.scan_api import scan_prefect
     from secretops.scan_values import values_to_scan
 
     server = local_prefect.status(directory)

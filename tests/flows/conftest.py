@@ -16,7 +16,8 @@ from sandbox.load import Load
 from secretops.inventory import Inventory, load_inventory
 from secretops.models import SecretValue
 from secretops.prefect_setup import ensure_concurrency_limits, lock_name, release_lock
-from secretops.scan import collect_store_values, format_report, scan_prefect
+from secretops.scan import collect_store_values, format_report
+from secretops.scan_api import scan_prefect
 from secretops.wiring import Wiring
 
 
