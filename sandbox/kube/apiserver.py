@@ -179,7 +179,7 @@ class ApiServer:
                 return _json(self.api.get(target, params, as_table))
             return _json(self.api.list(target, params, as_table))
         raw = await request.body()
-        dry_run = _dry_run(params)
+        dry_run = _dry_run(params, method)
         if method == "PATCH" and target.name:
             content_type = request.headers.get("content-type", "")
             return _json(self.api.patch(target, content_type, raw, dry_run))
@@ -224,14 +224,25 @@ def _self_review(body: Any) -> Response:
                              "every authenticated request (no RBAC)"}}, 201)
 
 
-def _dry_run(params: dict[str, str]) -> bool:
+# the options object a write's query parameters fill, which the API server validates
+WRITE_OPTIONS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
+                 "DELETE": "DeleteOptions"}
+
+
+def _dry_run(params: dict[str, str], method: str) -> bool:
     """``?dryRun=All`` asks for a write that is checked but not stored; ``All`` is the only
-    value the API defines."""
+    value the API defines. Another is refused as kube-apiserver refuses it: 422 Invalid on
+    the write's options, with the field's cause."""
     value = params.get("dryRun")
     if not value:
         return False
     if value != "All":
-        raise bad_request(f'Invalid dry run value: "{value}": supported values: "All"')
+        kind = WRITE_OPTIONS.get(method, "CreateOptions")
+        unsupported = f'Unsupported value: ["{value}"]: supported values: "All"'
+        raise ApiError(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: dryRun: {unsupported}',
+                       {"group": "meta.k8s.io", "kind": kind, "causes": [
+                           {"reason": "FieldValueNotSupported", "message": unsupported,
+                            "field": "dryRun"}]})
     return True
 
 

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 from sandbox.kube.errors import ApiError, bad_request, conflict, not_found
 from sandbox.kube.jsondoc import clone
-from sandbox.kube.patch import PatchError, json_patch, merge_patch, strategic_merge
+from sandbox.kube.patch import (
+    PatchError,
+    PatchTestFailed,
+    json_patch,
+    merge_patch,
+    strategic_merge,
+)
 from sandbox.kube.resources import Resource
 from sandbox.kube.selectors import SelectorError, field_matcher, label_matcher, selector_string
 from sandbox.kube.store import Change, Store
@@ -155,6 +161,9 @@ class ResourceApi:
                 patched = merge_patch(base, patch)
             else:
                 patched = strategic_merge(base, patch)
+        except PatchTestFailed as exc:
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error "
+                           "in our request", {}) from exc
         except PatchError as exc:
             raise ApiError(exc.code, "Invalid" if exc.code == 422 else "BadRequest",
                            str(exc)) from exc

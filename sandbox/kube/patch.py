@@ -15,11 +15,16 @@ from sandbox.kube.jsondoc import clone
 
 
 class PatchError(ValueError):
-    """A patch that cannot be applied (422 for a failed ``test``, 400 otherwise)."""
+    """A patch that cannot be applied (422, or 400 for a malformed one)."""
 
     def __init__(self, message: str, code: int = 422) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PatchTestFailed(PatchError):
+    """A json patch's ``test`` op did not hold. kube-apiserver answers it 422 Invalid with a
+    message that does not name the op (see ``handlers``)."""
 
 
 # Field name -> merge key of lists that Kubernetes merges element by element.
@@ -203,7 +208,7 @@ def json_patch(doc: Any, operations: Any) -> Any:
             doc = _add(doc, path, clone(_get(doc, op["from"])))
         elif kind == "test":
             if _get(doc, path) != op.get("value"):
-                raise PatchError(f"testing value {path} failed")
+                raise PatchTestFailed(f"testing value {path} failed")
         else:
             raise PatchError(f"Unexpected kind: {kind}", 400)
     return doc

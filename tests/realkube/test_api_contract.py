@@ -217,8 +217,10 @@ def test_kubectl_patch_types_strategic_merge_and_json(api: k8s.ApiClient) -> Non
              ' {"op": "replace", "path": "/spec/replicas", "value": 0}]')
     failed = _kubectl(api, "patch", "deployment", "patchme", "--type", "json", "-p",
                       '[{"op": "test", "path": "/spec/replicas", "value": 5}]', check=False)
-    # a 422 Invalid: kubectl says so (the real server's message does not name the failed op)
-    assert failed.returncode != 0 and failed.stderr.startswith("The request is invalid: ")
+    # a 422 Invalid whose message does not name the failed op
+    assert failed.returncode != 0 and failed.stderr.strip() == (
+        "The request is invalid: the server rejected our request due to an error in our "
+        "request")
     dep = apps.read_namespaced_deployment("patchme", ns)
     assert dep.metadata.labels == {"team": "x"} and dep.metadata.generation == gen + 1
 
@@ -256,3 +258,19 @@ def test_a_watch_with_timeout_seconds_lists_what_exists_then_ends(api: k8s.ApiCl
     assert time.monotonic() - started < 10
     assert sorted((e["type"], e["object"].metadata.name) for e in events) == [
         ("ADDED", "first"), ("ADDED", "second")]
+
+
+def test_an_unknown_dry_run_value_is_a_422_on_the_writes_options(api: k8s.ApiClient) -> None:
+    """``dryRun`` takes only ``All``: another value is refused on the DeleteOptions, with the
+    field's cause, and nothing is deleted."""
+    core, ns = k8s.CoreV1Api(api), api.namespace  # type: ignore[attr-defined]
+    core.create_namespaced_secret(ns, _secret("dry-wrong", k="v"))
+    with pytest.raises(ApiException) as refused:
+        core.delete_namespaced_secret("dry-wrong", ns, dry_run="Yes")
+    unsupported = 'Unsupported value: ["Yes"]: supported values: "All"'
+    body = json.loads(refused.value.body)
+    assert (refused.value.status, body["reason"]) == (422, "Invalid")
+    assert body["message"] == f'DeleteOptions.meta.k8s.io "" is invalid: dryRun: {unsupported}'
+    assert body["details"] == {"group": "meta.k8s.io", "kind": "DeleteOptions", "causes": [
+        {"reason": "FieldValueNotSupported", "message": unsupported, "field": "dryRun"}]}
+    assert core.read_namespaced_secret("dry-wrong", ns).data == {"k": "dg=="}
