@@ -182,6 +182,7 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
 def _raise(path: Path, problems: list[tuple[str, str]]) -> None:
     lines: list[str] = []
     for field, message in problems:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line each
         line = f"{path}: {field}: {message}" if field else f"{path}: {message}"
         if line not in lines:
             lines.append(line)

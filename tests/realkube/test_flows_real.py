@@ -42,15 +42,18 @@ from tests.flows.test_break_glass import (
 from tests.flows.test_rotate_api_key_faults import (
     RevokeWhenPromoted,
     test_refused_key_rolls_back_and_app_stays_healthy,
+    test_rotation_succeeds_with_30_percent_errors,
 )
 
 # the sandbox world's own tests of these procedures, run here against the real plane too;
-# the fault matrix's 409 storm through the fault proxy in front of the real API server
+# the fault matrix's 409 storm and the 30% error rate (429, 500, 503 from the provider and
+# the API server) through the fault proxy in front of the real API server
 __all__ = ["test_api_server_409_storm",
            "test_break_glass_rotates_what_the_emergency_identity_could_read",
            "test_cli_exits_non_zero_on_a_broken_policy",
            "test_planted_binding_breaks_the_policy",
-           "test_refused_key_rolls_back_and_app_stays_healthy"]
+           "test_refused_key_rolls_back_and_app_stays_healthy",
+           "test_rotation_succeeds_with_30_percent_errors"]
 PROD = "intelliprompt"
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES: dict[str, str] = {}
