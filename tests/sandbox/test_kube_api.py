@@ -1,5 +1,7 @@
 """The sandbox API server as kubectl and the official Python client see it: discovery, get /
-list / watch, selectors, the three patch types, conflicts, Status bodies, audit, logs."""
+list / watch, selectors, conflicts, Status bodies, audit, logs. Server-side dry run and the
+three patch types are asserted against this server and the real one alike, in
+tests/realkube/test_api_contract.py."""
 
 from __future__ import annotations
 
@@ -141,36 +143,6 @@ def test_malformed_protobuf_body_is_a_bad_request(world: KubeWorld) -> None:
             assert answer.json()["reason"] == "BadRequest"
 
 
-def test_server_side_dry_run_checks_but_stores_nothing(world: KubeWorld) -> None:
-    """``kubectl ... --dry-run=server`` (``?dryRun=All``): the answer shows the change, the
-    stored object and its resourceVersion stay as they were; errors are still errors."""
-    world.kubectl("create", "secret", "generic", "dry-keys", "-n", TEST_NS,
-                  "--from-literal=openai=sk-before")
-    before = _core(world).read_namespaced_secret("dry-keys", TEST_NS)
-    patch = json.dumps({"stringData": {"openai": "sk-after"}})
-    shown = json.loads(world.kubectl("patch", "secret", "dry-keys", "-n", TEST_NS, "-p", patch,
-                                     "--dry-run=server", "-o", "json").stdout)
-    assert base64.b64decode(shown["data"]["openai"]).decode() == "sk-after"
-    world.kubectl("delete", "secret", "dry-keys", "-n", TEST_NS, "--dry-run=server")
-    world.kubectl("create", "secret", "generic", "dry-new", "-n", TEST_NS,
-                  "--from-literal=a=b", "--dry-run=server")
-    after = _core(world).read_namespaced_secret("dry-keys", TEST_NS)
-    assert after.data == before.data
-    assert after.metadata.resource_version == before.metadata.resource_version
-    with pytest.raises(ApiException) as missing:
-        _core(world).read_namespaced_secret("dry-new", TEST_NS)
-    assert missing.value.status == 404
-    again = world.kubectl("create", "secret", "generic", "dry-keys", "-n", TEST_NS,
-                          "--from-literal=a=b", "--dry-run=server", check=False)
-    assert again.returncode != 0 and "already exists" in again.stderr
-    with _http(world) as http:
-        wrong = http.delete(f"/api/v1/namespaces/{TEST_NS}/secrets/dry-keys",
-                            params={"dryRun": "Yes"})
-    assert wrong.status_code == 422 and wrong.json()["reason"] == "Invalid"
-    assert wrong.json()["details"]["causes"][0]["field"] == "dryRun"
-    assert _core(world).read_namespaced_secret("dry-keys", TEST_NS).data == before.data
-
-
 def test_kubectl_apply_with_its_default_validation(world: KubeWorld, tmp_path: Any) -> None:
     """``kubectl apply -f`` reads the OpenAPI v3 documents to see that the server checks the
     fields itself, then creates, and on a second apply patches."""
@@ -213,36 +185,6 @@ def test_create_update_and_stale_resource_version_conflict(world: KubeWorld) -> 
             "metadata": {"resourceVersion": stale}, "data": {"k": "eA=="}})
     assert err.value.status == 409
     assert base64.b64decode(core.read_namespaced_secret("conflict", TEST_NS).data["k"]) == b"two"
-
-
-def test_kubectl_patch_types(world: KubeWorld) -> None:
-    apps = k8s.AppsV1Api(world.api())
-    apps.create_namespaced_deployment(TEST_NS, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "patchme"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "patchme"}},
-                 "template": {"metadata": {"labels": {"app": "patchme"}}, "spec": {
-                     "containers": [{"name": "c", "image": "x", "env": [
-                         {"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}}}})
-    gen = apps.read_namespaced_deployment("patchme", TEST_NS).metadata.generation
-    world.kubectl("patch", "deployment", "patchme", "-n", TEST_NS, "--type", "strategic", "-p",
-                  json.dumps({"spec": {"template": {"spec": {"containers": [
-                      {"name": "c", "env": [{"name": "B", "value": "3"},
-                                            {"name": "C", "value": "4"}]}]}}}}))
-    dep = apps.read_namespaced_deployment("patchme", TEST_NS)
-    env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env}
-    assert env == {"A": "1", "B": "3", "C": "4"}
-    assert dep.metadata.generation == gen + 1
-    world.kubectl("patch", "deployment", "patchme", "-n", TEST_NS, "--type", "merge", "-p",
-                  '{"metadata": {"labels": {"team": "x"}}}')
-    world.kubectl("patch", "deployment", "patchme", "-n", TEST_NS, "--type", "json", "-p",
-                  '[{"op": "test", "path": "/metadata/labels/team", "value": "x"},'
-                  ' {"op": "replace", "path": "/spec/replicas", "value": 0}]')
-    failed = world.kubectl("patch", "deployment", "patchme", "-n", TEST_NS, "--type", "json",
-                           "-p", '[{"op": "test", "path": "/spec/replicas", "value": 5}]',
-                           check=False)
-    assert failed.returncode != 0 and failed.stderr.startswith("The request is invalid: ")
-    dep = apps.read_namespaced_deployment("patchme", TEST_NS)
-    assert dep.metadata.labels == {"team": "x"} and dep.metadata.generation == gen + 1
 
 
 def test_label_and_field_selectors(world: KubeWorld) -> None:
