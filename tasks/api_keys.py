@@ -96,8 +96,7 @@ def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
     with a held value is never an orphan, nor is a key created after this run began. An id
     recorded with no held value protects nothing: a store records the id before it writes
     the value, and a run killed in between leaves just such an entry beside an orphan."""
-    known = ({key.id for value in held for key in keys_for(keys, value, ids)}
-             | {ids[value.fingerprint()] for value in held if value.fingerprint() in ids})
+    known = {key.id for value in held for key in keys_for(keys, value, ids)}
     if held and not known & {key.id for key in keys}:
         return ["orphan sweep not run: no value the stores hold matches a key in the "
                 "provider's listing, so orphans cannot be told from keys in use"]
