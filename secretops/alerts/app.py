@@ -36,7 +36,7 @@ from secretops.alerts.github import (
     location_of,
     parse_event,
 )
-from secretops.alerts.respond import Outcome, Responder
+from secretops.alerts.respond import AlertOutcome, Outcome, Responder
 from secretops.errors import SecretopsError
 from secretops.models import SecretValue
 
@@ -93,10 +93,10 @@ def _refused(route: str, who: str, exc: DeliveryRefused) -> JSONResponse:
 
 def _answer(route: str, who: str, outcomes: list[Outcome]) -> JSONResponse:
     LOG.info("%s %s: %s", route, who, "; ".join(o.line() for o in outcomes) or "nothing found")
-    started = any(o.outcome in ("started", "joined") for o in outcomes)
+    started = any(o.outcome in (AlertOutcome.started, AlertOutcome.joined) for o in outcomes)
     return JSONResponse({"findings": [o.json() for o in outcomes]},
                         status_code=202 if started or not outcomes or any(
-                            o.outcome == "not ours" for o in outcomes) else 200)
+                            o.outcome is AlertOutcome.not_ours for o in outcomes) else 200)
 
 
 def _alert_fields(event: AlertEvent, created_at: str, url: str) -> dict[str, str]:

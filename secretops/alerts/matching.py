@@ -73,7 +73,7 @@ class Match:
 
     def describe(self) -> str:
         if not self.holdings:
-            return f"{self.finding.where()}: not ours"
+            return f"{self.finding.where()}: {Verdict.not_ours.value}"
         stages = ", ".join(sorted({f"{h.environment} {h.stage.name}" for h in self.holdings}))
         return f"{self.finding.where()}: {self.secret} ({stages}): {self.verdict.value}"
 

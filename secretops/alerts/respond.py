@@ -17,6 +17,7 @@ event) and starts nothing. Events carry fingerprints, ids and locations, never a
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -36,12 +37,20 @@ Emit = Callable[[dict[str, Any]], None]
 FindRun = Callable[[str], str | None]
 
 
+class AlertOutcome(enum.StrEnum):
+    """What became of one finding, in the words the receiver answers, logs and records."""
+
+    not_ours = "not ours"
+    rotated = "already rotated"
+    started = "started"
+    joined = "joined"
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one finding: ``outcome`` is ``not ours``, ``already rotated``,
-    ``started`` or ``joined``."""
+    """What became of one finding (:class:`AlertOutcome`)."""
 
-    outcome: str
+    outcome: AlertOutcome
     where: str
     secret: str | None = None
     environments: tuple[str, ...] = ()
@@ -51,10 +60,10 @@ class Outcome:
     def line(self) -> str:
         what = f"{self.secret} in {', '.join(self.environments)}: " if self.secret else ""
         run = f" (run {self.run})" if self.run else ""
-        return f"{self.where}: {what}{self.outcome}{run}"
+        return f"{self.where}: {what}{self.outcome.value}{run}"
 
     def json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "where": self.where, "secret": self.secret,
+        return {"outcome": self.outcome.value, "where": self.where, "secret": self.secret,
                 "environments": list(self.environments), "run": self.run}
 
 
@@ -135,8 +144,9 @@ class Responder:
         match = self.index.match(finding)
         if match.verdict is Verdict.live:
             return self._live(match, alert)
-        outcome = Outcome(match.verdict.value, finding.where(), match.secret,
-                          tuple(match.environments))
+        said = (AlertOutcome.not_ours if match.verdict is Verdict.not_ours
+                else AlertOutcome.rotated)
+        outcome = Outcome(said, finding.where(), match.secret, tuple(match.environments))
         self._record(outcome, alert, match)
         return outcome
 
@@ -168,7 +178,7 @@ class Responder:
         fingerprint = live_fingerprint(self.wiring, match)
         if fingerprint is None:
             self.index.refresh()
-            outcome = Outcome(Verdict.rotated.value, match.finding.where(), secret, envs)
+            outcome = Outcome(AlertOutcome.rotated, match.finding.where(), secret, envs)
             self._record(outcome, alert, match)
             return outcome
         slot = self._slot(fingerprint)
@@ -177,7 +187,8 @@ class Responder:
                 slot.run, slot.looked = self.find_run(fingerprint), time.monotonic()
             if slot.event or slot.run:
                 slot.event = slot.event or "found running"
-                outcome = Outcome("joined", match.finding.where(), secret, envs, slot.run)
+                outcome = Outcome(AlertOutcome.joined, match.finding.where(), secret, envs,
+                                  slot.run)
                 self._record(outcome, alert, match)
                 return outcome
             outcome = self._start(match, alert, fingerprint, secret, envs)
@@ -193,7 +204,7 @@ class Responder:
         revoked_at = datetime.now(UTC)
         if all(lines == [ROTATED_OUT] for lines in revoked.values()):
             self.index.refresh()
-            outcome = Outcome(Verdict.rotated.value, match.finding.where(), secret, envs)
+            outcome = Outcome(AlertOutcome.rotated, match.finding.where(), secret, envs)
             self._record(outcome, alert, match)
             return outcome
         body = event(automations.ALERT_EVENT, {
@@ -207,7 +218,7 @@ class Responder:
         })
         self.emit(body)
         evidence = tuple(f"{env}: {line}" for env, lines in revoked.items() for line in lines)
-        return Outcome("started", match.finding.where(), secret, envs, None, evidence)
+        return Outcome(AlertOutcome.started, match.finding.where(), secret, envs, None, evidence)
 
 
 def _time(text: str | None) -> datetime | None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from secretops.alerts.respond import AlertOutcome, Outcome
 from secretops.models import SecretValue, Stage
 from tests.alerts.conftest import Alerts, World, alert_events
 
@@ -102,7 +103,7 @@ def test_a_replayed_delivery_is_refused(world: World, alerts: Alerts,
 
 @pytest.mark.usefixtures("clean_prefect")
 def test_a_value_that_is_not_ours_is_recorded_and_answered_202(
-        world: World, alerts: Alerts) -> None:
+        world: World, alerts: Alerts, alert_log: pytest.LogCaptureFixture) -> None:
     stranger = SecretValue("sk-proj-" + secrets.token_urlsafe(40), remember=False)
     since = datetime.now(UTC) - timedelta(seconds=1)
     answer = alerts.raise_alert("someone/other-repo", stranger, path="app/config.py", line=7)
@@ -113,6 +114,9 @@ def test_a_value_that_is_not_ours_is_recorded_and_answered_202(
     where = events[0]["payload"]["where"]
     assert "someone/other-repo" in where and "app/config.py:7" in where
     assert all("fingerprint" not in e["payload"] for e in events)
+    lines = [r.getMessage() for r in alert_log.records if r.name == "secretops.alerts"]
+    said = [line for line in lines if "someone/other-repo" in line]
+    assert len(said) == 2 and all(line.endswith(": not ours") for line in said), lines
 
 
 def _wait_events(since: datetime, count: int, timeout: float = 15) -> list[dict[str, Any]]:
@@ -148,3 +152,18 @@ def test_a_value_already_rotated_out_is_reported_and_nothing_is_rotated(
     assert events[0]["payload"]["environments"] == ["development"]
     assert world.wiring.stores("openai", "development")[0].read(Stage.current) == new
     assert world.wiring.provider("openai").check_key(new.secret)
+
+
+def test_outcomes_are_answered_and_recorded_as_plain_words() -> None:
+    """The enum's members go out as today's words: plain strings in the JSON answer and the
+    event payload, and in the log line."""
+    assert [str(o) for o in AlertOutcome] == ["not ours", "already rotated", "started",
+                                               "joined"]
+    joined = Outcome(AlertOutcome.joined, "org/repo app.py:3", "openai", ("staging",), "r-1")
+    assert joined.line() == "org/repo app.py:3: openai in staging: joined (run r-1)"
+    assert joined.json() == {"outcome": "joined", "where": "org/repo app.py:3",
+                             "secret": "openai", "environments": ["staging"], "run": "r-1"}
+    assert type(joined.json()["outcome"]) is str
+    assert json.loads(json.dumps(joined.json()))["outcome"] == "joined"
+    stranger = Outcome(AlertOutcome.not_ours, "someone/other app.py:7")
+    assert stranger.line() == "someone/other app.py:7: not ours"
