@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretops.inventory import Inventory
-from secretops.models import Environment, SecretKind
+from secretops.inventory import Inventory, SecretSpec
+from secretops.models import Environment
 
 ENVIRONMENT_OFFSET_MINUTES = {
     Environment.development: 0,
@@ -29,18 +29,18 @@ ENVIRONMENT_OFFSET_MINUTES = {
     Environment.production: 40,
 }
 
-# A person creates an Anthropic key in the console: a scheduled run waits a working day for
-# the form to be answered (it changes nothing until then, and is cancelled after).
+# A person creates the key of a provider without a key API (Anthropic) in its console: a
+# scheduled run waits a working day for the form to be answered (it changes nothing until
+# then, and is cancelled after).
 PERSON_TIMEOUT_SECONDS = 8 * 3600
 
 AUDIT_CRON = "0 6 * * 1"
 AUDIT_TIMEZONE = "UTC"
 
-ROTATION_FLOW = {
-    SecretKind.openai_api_key: "rotate-api-key",
-    SecretKind.anthropic_api_key: "rotate-api-key",
-    SecretKind.postgres_password: "rotate-db-password",
-}
+
+def rotation_flow(secret: SecretSpec) -> str:
+    """The flow that rotates ``secret``: every provider's keys have the one flow."""
+    return "rotate-db-password" if secret.is_password else "rotate-api-key"
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,10 @@ def catalogue(inventory: Inventory) -> list[ScheduledRun]:
             continue
         for env in inventory.environments_of(secret.id):
             parameters: dict[str, Any] = {"secret": secret.id, "environment": env.value}
-            if secret.kind is SecretKind.anthropic_api_key:
+            if not secret.is_password and not inventory.provider_of(secret.id).creates_keys:
                 parameters["person_timeout_seconds"] = PERSON_TIMEOUT_SECONDS
             runs.append(ScheduledRun(
-                flow=ROTATION_FLOW[secret.kind],
+                flow=rotation_flow(secret),
                 slug=f"{secret.id}-{env.value}",
                 cron=staggered(secret.schedule.cron, ENVIRONMENT_OFFSET_MINUTES[env]),
                 timezone=secret.schedule.timezone,

@@ -16,11 +16,11 @@ from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows.common import ApiKeySecret, inventory_path, publish
+from flows.common import inventory_path, publish
 from flows.rotate_api_key import rotate_api_key
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
-from secretops.models import Environment, SecretKind
+from secretops.models import Environment
 from secretops.report import RunReport
 from tasks.audit import check_emergency_access, secret_names
 from tasks.common import inventory_at, one_prefect_client
@@ -72,12 +72,12 @@ async def break_glass(who: str, why: str, inventory: str | None = None,
             await publish(report, "break-glass")
             raise BreakGlassAborted("normal access was not confirmed; nothing was rotated")
         for secret, where in exposed_secrets(path):
-            if inv.secret(secret).kind is SecretKind.postgres_password:
+            if inv.secret(secret).is_password:
                 await rotate_db_password(environment=Environment(where), secret=secret,
                                          inventory=path, reason=f"break-glass by {who}")
             else:
-                await rotate_api_key(secret=ApiKeySecret(secret), environment=Environment(where),
-                               inventory=path, reason=f"break-glass by {who}")
+                await rotate_api_key(secret=secret, environment=Environment(where), inventory=path,
+                                     reason=f"break-glass by {who}")
             report.notes.append(f"rotated {secret} in {where}")
         report.outcome = "access restored; every secret the emergency identity could read rotated"
         await publish(report, "break-glass")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 from prefect.artifacts import acreate_markdown_artifact
+from pydantic import Field
 
-from secretops.errors import SecretopsError
+from secretops.errors import InventoryError, SecretopsError
 from secretops.prefect_setup import lock_name
 from secretops.report import RunReport, StepResult
-from tasks.common import one_prefect_client
+from tasks.common import inventory_at, one_prefect_client
 from tasks.consumers import restart_pods, sync_external_secret, verify_logs
 from tasks.stores import restore_previous, update_secret
 
@@ -25,11 +25,20 @@ class RotationFailed(SecretopsError):
     """The rotation failed and was rolled back (or the rollback failed too, and says so)."""
 
 
-class ApiKeySecret(enum.StrEnum):
-    """API-key secrets of the inventory (drop-down in the UI)."""
+SecretId = Annotated[str, Field(
+    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+    description="A secret of the inventory, by its id (secretops inventory check lists them)")]
 
-    openai = "openai"
-    anthropic = "anthropic"
+
+def key_secret(inventory: str, secret: str) -> str:
+    """``secret``, once the inventory knows it as a provider's key (else InventoryError,
+    naming the inventory's keys): a flow's first check of a parameter set by hand."""
+    inv = inventory_at(inventory)
+    keys = [s for s in inv.secret_ids() if not inv.secret(s).is_password]
+    if secret not in keys:
+        raise InventoryError(f"parameter secret: {secret!r} is not a key of the inventory "
+                             f"(its keys: {', '.join(keys) or 'none'})")
+    return secret
 
 
 def run_in_process(call: Awaitable[R]) -> R:

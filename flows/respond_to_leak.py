@@ -26,7 +26,6 @@ found, which the post-mortem and the audit give as the exposure's source and tim
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,11 +37,11 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.common import inventory_path, secret_lock
+from flows.common import SecretId, inventory_path, secret_lock
 from flows.rotate_api_key import PAUSE_KEY, wait_for_person_if_needed
 from secretops import locks
 from secretops.errors import SecretopsError
-from secretops.models import Environment, SecretKind
+from secretops.models import Environment
 from secretops.postmortem import PostMortem, TimedStep
 from secretops.redaction import redact
 from secretops.report import RunReport, StepResult
@@ -69,14 +68,6 @@ parameters; ``reported_at`` is the event's time.
 
 LEAK_EVENT_RESOURCE_PREFIX = "secretops.secret."
 AUDIT_WINDOW_WITHOUT_SINCE = timedelta(days=30)
-
-
-class LeakedSecret(enum.StrEnum):
-    """Secrets a leak response can handle (drop-down in the UI)."""
-
-    openai = "openai"
-    anthropic = "anthropic"
-    db_password = "db-password"
 
 
 class LeakResponseFailed(SecretopsError):
@@ -117,7 +108,7 @@ def _reported_at(explicit: datetime | None) -> datetime:
 
 @flow(name="respond-to-leak", flow_run_name="leak-{secret}", log_prints=False)
 async def respond_to_leak(
-    secret: LeakedSecret,
+    secret: SecretId,
     environments: list[Environment] | None = None,
     exposed_since: datetime | None = None,
     reason: str = "leak reported",
@@ -139,7 +130,7 @@ async def respond_to_leak(
     reported it. Returns the post-mortem file's path."""
     with one_prefect_client():
         path = inventory_path(inventory)
-        secret_id = LeakedSecret(secret).value
+        secret_id = inventory_at(path).secret(secret).id
         envs = [Environment(e).value for e in environments or inventory_at(path).environments_of(
             secret_id)]
         reported = _reported_at(reported_at)
@@ -211,7 +202,7 @@ async def _people(secret: str, environments: list[str], inventory: str, timeout:
             pm: PostMortem) -> list[str]:
     """A key only a person can create (Anthropic): one pause form per environment that has
     none staged yet (the CLI answers it from a hidden prompt). Returns where nobody did."""
-    if inventory_at(inventory).secret(secret).kind is SecretKind.postgres_password:
+    if inventory_at(inventory).secret(secret).is_password:
         return []
     missing = []
     for environment in environments:

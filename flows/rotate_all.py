@@ -36,12 +36,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import inventory_path, publish
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
-from secretops.models import Environment, RotationStatus, SecretKind
+from secretops.models import Environment, RotationStatus
+from secretops.providers import is_key
 from secretops.report import RunReport
 from tasks.api_keys import shared_listings
 from tasks.common import one_prefect_client
 from tasks.fleet import (
-    API_KEY_KINDS,
     ENVIRONMENT_ORDER,
     Due,
     Outcome,
@@ -129,8 +129,8 @@ async def rotate_all(
                             "max concurrency": str(max_concurrency)})
         outcomes: list[Outcome] = []
         if not dry_run:
-            keys = [d for d in due if SecretKind(d.kind) in API_KEY_KINDS]
-            logins = [d for d in due if SecretKind(d.kind) not in API_KEY_KINDS]
+            keys = [d for d in due if is_key(d.kind)]
+            logins = [d for d in due if not is_key(d.kind)]
             with shared_listings():
                 outcomes = _run_all(rotate_keys, keys, path, max_concurrency)
             outcomes += _run_all(rotate_logins, logins, path, max_concurrency)

@@ -27,9 +27,10 @@ from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
 from flows.common import (
-    ApiKeySecret,
     RotationFailed,
+    SecretId,
     inventory_path,
+    key_secret,
     propagate,
     publish,
     restore,
@@ -78,7 +79,7 @@ class NewKey(RunInput):
 
 @flow(name="rotate-api-key", flow_run_name="rotate-{secret}-{environment}", log_prints=False)
 async def rotate_api_key(
-    secret: ApiKeySecret,
+    secret: SecretId,
     environment: Environment,
     reason: str = "scheduled rotation",
     dry_run: bool = False,
@@ -88,7 +89,7 @@ async def rotate_api_key(
     """Rotate an API key in one environment, following the runbook; see the module doc."""
     with one_prefect_client():
         path = inventory_path(inventory)
-        secret_id, env = ApiKeySecret(secret).value, Environment(environment).value
+        secret_id, env = key_secret(path, secret), Environment(environment).value
         report = RunReport(f"Rotate API key {secret_id} in {env}",
                            {"secret": secret_id, "environment": env, "reason": reason})
         if dry_run:

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from secretops.inventory import Inventory
-from secretops.models import Environment, ProviderKey, SecretKind, Stage, keys_for
+from secretops.models import Environment, ProviderKey, Stage, keys_for
+from secretops.providers import for_kind, is_key
 from secretops.staging import recorded_key_ids
 from secretops.wiring import Wiring
 
@@ -30,22 +31,27 @@ def next_fires(cron: str, timezone: str, now: datetime) -> tuple[datetime, datet
     return first.astimezone(UTC), second.astimezone(UTC)
 
 
-def expiry_margin(inv: Inventory, kind: SecretKind) -> timedelta | None:
-    """How long before its expiry a key of ``kind`` is due; None for other kinds."""
-    settings = (inv.providers.openai if kind is SecretKind.openai_api_key
-                else inv.providers.anthropic if kind is SecretKind.anthropic_api_key else None)
-    return timedelta(days=settings.expiry_margin_days) if settings is not None else None
+def expiry_margin(inv: Inventory, kind: str) -> timedelta | None:
+    """How long before its expiry a key of ``kind`` is due (the provider's
+    ``expiry_margin_days``); None for a kind whose keys do not expire."""
+    if not is_key(kind):
+        return None
+    settings = inv.provider_config(for_kind(kind).name)
+    days = getattr(settings, "expiry_margin_days", None)
+    return timedelta(days=days) if isinstance(days, int) else None
 
 
 def key_lifetime(inv: Inventory, secret: str, now: datetime) -> timedelta | None:
-    """How long a new OpenAI key of ``secret`` is minted for: its rotation period (from one
-    firing of its schedule to the next) plus the provider's ``key_grace_days``, so a key
-    outlives a stopped scheduler by that grace, not forever. None without a schedule."""
-    spec, openai = inv.secret(secret), inv.providers.openai
-    if spec.schedule is None or openai is None:
+    """How long a new key of ``secret`` is minted for, by a provider whose keys expire (its
+    settings have ``key_grace_days``): its rotation period (from one firing of its schedule to
+    the next) plus that grace, so a key outlives a stopped scheduler by the grace, not
+    forever. None without a schedule, or for a provider whose keys do not expire."""
+    spec = inv.secret(secret)
+    grace = getattr(inv.provider_settings(secret), "key_grace_days", None)
+    if spec.schedule is None or not isinstance(grace, int):
         return None
     first, second = next_fires(spec.schedule.cron, spec.schedule.timezone, now)
-    return (second - first) + timedelta(days=openai.key_grace_days)
+    return (second - first) + timedelta(days=grace)
 
 
 def key_expiries(inv: Inventory, wiring: Wiring,
@@ -53,7 +59,7 @@ def key_expiries(inv: Inventory, wiring: Wiring,
     """For each API key pair: when its current key expires (None: never, or the provider
     shows no single key for the value). Each provider's keys are listed once."""
     found: dict[Pair, datetime | None] = {}
-    listings: dict[SecretKind, list[ProviderKey]] = {}
+    listings: dict[str, list[ProviderKey]] = {}
     for secret, env in pairs:
         kind = inv.secret(secret).kind
         if expiry_margin(inv, kind) is None:
@@ -64,7 +70,7 @@ def key_expiries(inv: Inventory, wiring: Wiring,
         if kind not in listings:
             listings[kind] = list(wiring.provider(secret).list_keys())
         ids = recorded_key_ids(wiring.stores(secret, env))
-        keys = keys_for(listings[kind], current.secret, ids)
+        keys = keys_for(listings[kind], current, ids)
         found[(secret, env)] = keys[0].expires_at if len(keys) == 1 else None
     return found
 

@@ -76,12 +76,6 @@ class Environment(enum.StrEnum):
     production = "production"
 
 
-class SecretKind(enum.StrEnum):
-    openai_api_key = "openai_api_key"
-    anthropic_api_key = "anthropic_api_key"
-    postgres_password = "postgres_password"
-
-
 class DbStrategy(enum.StrEnum):
     alternating = "alternating"
     single = "single"
@@ -194,24 +188,42 @@ def keys_with_value(keys: Iterable[ProviderKey], value: SecretValue) -> list[Pro
     return [key for key in found if key.status == "active"] or found
 
 
-def keys_for(keys: Iterable[ProviderKey], value: SecretValue,
+def keys_for(keys: Iterable[ProviderKey], value: SecretValue | Credential,
              ids: Mapping[str, str]) -> list[ProviderKey]:
     """The keys of a listing that are ``value``'s: the key with the id recorded beside the
     value (``ids``: fingerprint -> key id, see ``SecretStore.key_ids``) when there is one, as
-    for every key secretops created; else, for a key made by hand, those whose redacted hint
-    fits the value."""
-    key_id = ids.get(value.fingerprint())
+    for every key secretops created; else the key a two-part credential names by its first
+    part (an AWS access key id); else, for a key made by hand, those whose redacted hint fits
+    the value."""
+    credential = value if isinstance(value, Credential) else Credential(value)
+    keys = list(keys)
+    key_id = ids.get(credential.secret.fingerprint())
     if key_id is not None:
         return [key for key in keys if key.id == key_id]
-    return keys_with_value(keys, value)
+    if credential.username is not None:
+        named = [key for key in keys if key.id == credential.username]
+        if named:
+            return named
+    return keys_with_value(keys, credential.secret)
+
+
+def as_credential(value: SecretValue | Credential) -> Credential:
+    """A bare value is a credential of one part."""
+    return value if isinstance(value, Credential) else Credential(value)
 
 
 @dataclass(frozen=True)
 class NewProviderKey:
-    """A key just created at the provider: its id and the value (masked)."""
+    """A key just created at the provider: its id and the value (masked); ``username`` is
+    the public part of a two-part credential (an AWS access key id), stored beside the value
+    as a database login's user name is."""
 
     key: ProviderKey
     value: SecretValue
+    username: str | None = None
+
+    def credential(self) -> Credential:
+        return Credential(self.value, username=self.username, key_id=self.key.id)
 
 
 @dataclass(frozen=True)

@@ -73,16 +73,26 @@ class SecretStore(Protocol):
 
 
 class KeyProvider(Protocol):
-    """An LLM provider's admin API (OpenAI, Anthropic)."""
+    """A provider's admin API for the keys it issues (OpenAI, Anthropic, AWS IAM). A key's
+    value may have two parts (an AWS access key id and its secret): the checks then take the
+    whole :class:`Credential`, whose ``username`` is the public part; a bare value is a
+    credential of one part."""
 
     @property
     def can_create_keys(self) -> bool: ...
+
+    @property
+    def max_keys(self) -> int | None:
+        """How many keys may exist at once where a new one is made (AWS: two per user);
+        None for no limit."""
+        ...
 
     def create_key(self, name: str, environment: str | None = None,
                    lifetime: timedelta | None = None,
                    scopes: list[str] | None = None) -> NewProviderKey:
         """A new key named ``name`` for ``environment`` (OpenAI: minted on its service
-        account), expiring after ``lifetime`` (never, without one), limited to ``scopes``."""
+        account; AWS: on its IAM user), expiring after ``lifetime`` (never, without one),
+        limited to ``scopes``."""
         ...
 
     def list_keys(self) -> Sequence[ProviderKey]: ...
@@ -91,18 +101,20 @@ class KeyProvider(Protocol):
         """The provider's record of the key with this id; None when it does not exist."""
         ...
 
-    def find_key(self, value: SecretValue) -> ProviderKey | None:
-        """The provider's record of the key with this value, matched by its redacted hint."""
+    def find_key(self, value: SecretValue | Credential) -> ProviderKey | None:
+        """The provider's record of the key with this value, matched by its redacted hint
+        (or by the public part of a two-part credential)."""
         ...
 
     def revoke_key(self, key_id: str, final: bool = False) -> bool:
-        """Delete (OpenAI) or deactivate (Anthropic; with ``final``, archive: it can never be
-        made active again). False when it was already revoked."""
+        """Delete (OpenAI) or deactivate (Anthropic, AWS; with ``final``, archive or delete:
+        it can never be made active again). False when it was already revoked."""
         ...
 
-    def check_key(self, value: SecretValue) -> KeyCheck:
-        """``GET /v1/models`` with the key; a refusal for want of a scope is checked again
-        with a call such a key is allowed (see :class:`KeyCheck`)."""
+    def check_key(self, value: SecretValue | Credential) -> KeyCheck:
+        """Whether the provider accepts the key (LLM providers: ``GET /v1/models``, and a
+        refusal for want of a scope is checked again with a call such a key is allowed, see
+        :class:`KeyCheck`; AWS: ``sts:GetCallerIdentity``)."""
         ...
 
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from secretops.errors import VerificationFailed
-from secretops.models import Credential, SecretKind, Stage
+from secretops.models import Credential, Stage
 from secretops.ports import SecretStore
 from secretops.staging import recorded_key_ids
 from secretops.wiring import Wiring
@@ -98,23 +98,28 @@ def _revoke_key(wiring: Wiring, secret: str, leaked: Credential,
     provider = wiring.provider(secret)
     fingerprint = leaked.secret.fingerprint()
     key_id = recorded_key_ids(stores).get(fingerprint)
-    key = provider.get_key(key_id) if key_id else provider.find_key(leaked.secret)
+    key = provider.get_key(key_id) if key_id else provider.find_key(leaked)
     evidence: list[str] = []
-    if key is None and not provider.check_key(leaked.secret):
+    if key is None and not provider.check_key(leaked):
         return [f"{ALREADY_REFUSED}: the provider lists no key that matches {fingerprint} "
                 "and refuses it", f"the provider refuses the leaked key {fingerprint}"]
     if key is not None:
         used = key.last_used_at.isoformat() if key.last_used_at else "never"
         evidence.append(f"{LAST_USE}: key {key.id} ({key.name}) last used at {used}")
-        refused_before = key.status != "active" and not provider.check_key(leaked.secret)
-        revoked = provider.revoke_key(key.id, final=True)
-        what = "deleted" if provider.can_create_keys else "archived"
-        evidence.append(f"key {key.id} ({fingerprint}) {what if revoked else 'already revoked'}")
+        refused_before = key.status != "active" and not provider.check_key(leaked)
+        # first out of use (AWS, Anthropic: deactivated; OpenAI: deleted), checked refused
+        # below, then revoked for good
+        first = provider.revoke_key(key.id)
         if refused_before:
             evidence.insert(0, f"{ALREADY_REFUSED}: key {key.id} was {key.status}")
-    if provider.check_key(leaked.secret):
+    if provider.check_key(leaked):
         raise VerificationFailed(f"the leaked {secret} key {fingerprint} still works and the "
                                  "provider lists no key that matches it")
+    if key is not None:
+        final = provider.revoke_key(key.id, final=True)
+        what = "deleted" if provider.can_create_keys else "archived"
+        state = what if first or final else "already revoked"
+        evidence.append(f"key {key.id} ({fingerprint}) {state}")
     evidence.append(f"the provider refuses the leaked key {fingerprint}")
     return evidence
 
@@ -140,7 +145,7 @@ def revoke(wiring: Wiring, secret: str, environment: str, record: Record | None,
     leaked = leaked_credential(stores, record, since, fingerprint)
     if leaked is None:
         return [ROTATED_OUT if fingerprint is not None else ALREADY_HANDLED]
-    if wiring.inventory.secret(secret).kind is SecretKind.postgres_password:
+    if wiring.inventory.secret(secret).is_password:
         evidence = _revoke_password(wiring, secret, environment, leaked)
     else:
         evidence = _revoke_key(wiring, secret, leaked, stores)

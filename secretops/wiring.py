@@ -23,8 +23,9 @@ from secretops.inventory import (
     KubernetesSecretStoreSpec,
     resolve_credential,
 )
-from secretops.models import Environment, SecretKind, SecretValue
+from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider, SecretStore
+from secretops.providers import for_kind, is_key, registry
 
 if TYPE_CHECKING:
     from secretops.adapters.aws import AwsConfig
@@ -34,12 +35,6 @@ if TYPE_CHECKING:
 
 Resolver = Callable[[Inventory, str], SecretValue]
 
-_PROVIDER_KINDS = {
-    "openai": SecretKind.openai_api_key,
-    "anthropic": SecretKind.anthropic_api_key,
-}
-
-
 class Wiring:
     """The adapters for one inventory."""
 
@@ -47,7 +42,7 @@ class Wiring:
         self.inventory = inventory
         self._resolve = resolve
         self._clusters: dict[str | None, KubeCluster] = {}
-        self._providers: dict[SecretKind, KeyProvider] = {}
+        self._providers: dict[str, KeyProvider] = {}
         self._aws_clients: dict[str, Any] = {}
         # a fleet run's threads ask for the same adapters at once: build each one once
         self._building = threading.RLock()
@@ -180,46 +175,26 @@ class Wiring:
                 )
         return built
 
-    def provider(self, kind: SecretKind | str) -> KeyProvider:
-        """The provider of an API-key secret, given the secret's id (``openai``), its kind
-        (``openai_api_key``) or the provider's name (``anthropic``)."""
-        if isinstance(kind, str) and kind in self.inventory.secret_ids():
-            key_kind = self.inventory.secret(kind).kind
-        elif isinstance(kind, SecretKind):
-            key_kind = kind
-        elif kind in _PROVIDER_KINDS:
-            key_kind = _PROVIDER_KINDS[kind]
+    def provider(self, name: str) -> KeyProvider:
+        """The provider of a key secret, given the secret's id (``openai``), the provider's
+        name (``aws_iam``) or the kind of its keys (``openai_api_key``)."""
+        if name in self.inventory.secret_ids():
+            provider = self.inventory.provider_of(name)
+        elif name in registry():
+            provider = registry()[name]
+        elif is_key(name):
+            provider = for_kind(name)
         else:
-            try:
-                key_kind = SecretKind(kind)
-            except ValueError:
-                raise InventoryError(f"no provider for {kind!r}") from None
+            raise InventoryError(f"no provider for {name!r}")
         with self._building:
-            return self._provider(key_kind)
-
-    def _provider(self, key_kind: SecretKind) -> KeyProvider:
-        if key_kind not in self._providers:
-            providers = self.inventory.providers
-            built: KeyProvider
-            # each client is imported only when its provider is built (anthropic's import
-            # alone takes over a second, and a leak response starts with a revocation)
-            if key_kind is SecretKind.openai_api_key and providers.openai is not None:
-                from secretops.adapters.openai_admin import OpenAIProvider
-
-                openai = providers.openai
-                admin = self.credential(openai.admin_credential)
-                accounts = {env.value: sa for env, sa in openai.service_accounts.items()}
-                built = OpenAIProvider(openai.base_url, admin, openai.project_id, accounts)
-            elif key_kind is SecretKind.anthropic_api_key and providers.anthropic is not None:
-                from secretops.adapters.anthropic_admin import AnthropicProvider
-
-                anthropic = providers.anthropic
-                admin = self.credential(anthropic.admin_credential)
-                built = AnthropicProvider(anthropic.base_url, admin, anthropic.workspace_id)
-            else:
-                raise InventoryError(f"the inventory has no provider for {key_kind.value}")
-            self._providers[key_kind] = built
-        return self._providers[key_kind]
+            if provider.name not in self._providers:
+                settings = self.inventory.provider_config(provider.name)
+                if settings is None:
+                    raise InventoryError(f"the inventory has no providers.{provider.name}")
+                # each provider imports its client only when it is built (anthropic's import
+                # alone takes over a second, and a leak response starts with a revocation)
+                self._providers[provider.name] = provider.build(settings, self.credential)
+            return self._providers[provider.name]
 
     def database(self, environment: Environment | str) -> PostgresDatabase:
         from secretops.adapters.postgres import PostgresDatabase

@@ -26,13 +26,15 @@ def key_name_prefix(application: str, environment: str, secret: str) -> str:
     return f"secretops-{application}-{environment}-{secret}-"
 
 
-def _values(stores: list[SecretStore], *stages: Stage) -> list[SecretValue]:
-    found: list[SecretValue] = []
+def _values(stores: list[SecretStore], *stages: Stage) -> list[Credential]:
+    """The distinct credentials the stores hold as ``stages`` (a two-part one, an AWS access
+    key, with its key id as ``username``)."""
+    found: list[Credential] = []
     for store in stores:
         for stage in stages:
             credential = store.read(stage)
-            if credential is not None and credential.secret not in found:
-                found.append(credential.secret)
+            if credential is not None and all(c.secret != credential.secret for c in found):
+                found.append(credential)
     return found
 
 
@@ -51,7 +53,7 @@ class SharedListings:
         self._lock = threading.Lock()
         self._keys: dict[int, Sequence[ProviderKey]] = {}
 
-    def keys(self, provider: KeyProvider, wanted: Sequence[SecretValue],
+    def keys(self, provider: KeyProvider, wanted: Sequence[Credential],
              ids: Mapping[str, str]) -> Sequence[ProviderKey]:
         """A listing of ``provider``'s keys that has a key for each of ``wanted`` (known by
         ``ids`` or by hint), if the provider has one."""
@@ -77,13 +79,13 @@ def shared_listings() -> Iterator[SharedListings]:
         _shared.reset(token)
 
 
-def _listing(provider: KeyProvider, wanted: Sequence[SecretValue],
+def _listing(provider: KeyProvider, wanted: Sequence[Credential],
              ids: Mapping[str, str]) -> Sequence[ProviderKey]:
     shared = _shared.get()
     return provider.list_keys() if shared is None else shared.keys(provider, wanted, ids)
 
 
-def _revoke_orphans(provider: KeyProvider, held: list[SecretValue], prefix: str,
+def _revoke_orphans(provider: KeyProvider, held: list[Credential], prefix: str,
                     keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> list[str]:
     """Revoke active keys with our name prefix whose value no store holds (``held``: every
     stage's value; the orphans' values are lost). ``keys`` is one listing of the provider's
@@ -140,13 +142,15 @@ def generate_new_key(secret: str, environment: str, inventory: str) -> list[str]
     if staged is None:
         if not provider.can_create_keys:
             raise KeyNeeded(f"{secret} keys can only be created by a person; none is staged")
+        if provider.max_keys is not None:  # room for the new key first (AWS: two per user)
+            held = _values(stores, Stage.current, Stage.pending, Stage.previous)
+            evidence += _revoke_orphans(provider, held, prefix, provider.list_keys(),
+                                        recorded_key_ids(stores))
         now = datetime.now(UTC)
-        openai = inv.providers.openai
         new = provider.create_key(
             f"{prefix}{now:%Y%m%dT%H%M%SZ}", environment=environment,
-            lifetime=key_lifetime(inv, secret, now),
-            scopes=openai.scopes if openai is not None else None)
-        staged = Credential(new.value, key_id=new.key.id)
+            lifetime=key_lifetime(inv, secret, now))
+        staged = new.credential()
         expiry = (f", expiring {new.key.expires_at:%Y-%m-%d %H:%M} UTC" if new.key.expires_at
                   else "")
         evidence.append(f"created key {new.key.id} ({new.key.name}) at the provider{expiry}")
@@ -169,13 +173,13 @@ def check_new_key(secret: str, environment: str, inventory: str) -> list[str]:
         raise VerificationFailed(f"no pending {secret} key to check in {environment}")
     provider = wiring.provider(secret)
     evidence = []
-    for value in pending:
-        check = provider.check_key(value)
+    for credential in pending:
+        check = provider.check_key(credential)
         if not check:
             raise VerificationFailed(
-                f"the provider refuses the new {secret} key {value.fingerprint()}"
+                f"the provider refuses the new {secret} key {credential.secret.fingerprint()}"
             )
-        evidence.append(_checked("new", value, check))
+        evidence.append(_checked("new", credential.secret, check))
     return evidence
 
 
@@ -186,12 +190,12 @@ def verify_new_key(secret: str, environment: str, inventory: str) -> list[str]:
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
     evidence = []
-    for value in _values(stores, Stage.current):
-        check = provider.check_key(value)
+    for credential in _values(stores, Stage.current):
+        check = provider.check_key(credential)
         if not check:
             raise VerificationFailed(f"the provider refuses the current {secret} key "
-                                     f"{value.fingerprint()}")
-        evidence.append(_checked("current", value, check))
+                                     f"{credential.secret.fingerprint()}")
+        evidence.append(_checked("current", credential.secret, check))
     return evidence
 
 
@@ -202,15 +206,16 @@ def _checked(what: str, value: SecretValue, check: KeyCheck) -> str:
     return f"{what} key {value.fingerprint()}: {check.value}"
 
 
-def _revoke(provider: KeyProvider, value: SecretValue, what: str,
+def _revoke(provider: KeyProvider, credential: Credential, what: str,
             keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> str:
-    found = keys_for(keys, value, ids)
+    value = credential.secret
+    found = keys_for(keys, credential, ids)
     recorded = ids.get(value.fingerprint())
     if not found and recorded is not None:  # listed before the key was made: ask for it
         key = provider.get_key(recorded)
         found = [key] if key is not None else []
         if key is None:
-            if provider.check_key(value):
+            if provider.check_key(credential):
                 raise VerificationFailed(f"{what} key {value.fingerprint()} still works, but "
                                          f"the key {recorded} recorded with it does not exist")
             return (f"{what} key {recorded} ({value.fingerprint()}) no longer exists; the "
@@ -223,7 +228,7 @@ def _revoke(provider: KeyProvider, value: SecretValue, what: str,
                                  f"({listed}): revoke the right one by hand, then rerun")
     key = found[0]
     revoked = provider.revoke_key(key.id)
-    if provider.check_key(value):
+    if provider.check_key(credential):
         raise VerificationFailed(f"{what} key {key.id} still works after revocation")
     provider.revoke_key(key.id, final=True)  # refused: now for good (Anthropic: archived)
     state = "revoked" if revoked else "was already revoked"
@@ -239,12 +244,13 @@ def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
     held = {s: _values(stores, s) for s in (Stage.current, Stage.pending, Stage.previous)}
-    revoking = [value for value in held[stage] if value not in held[Stage.current]]
+    current = [c.secret for c in held[Stage.current]]
+    revoking = [c for c in held[stage] if c.secret not in current]
     ids = recorded_key_ids(stores)
     keys = _listing(provider, revoking, ids)
     evidence = [_revoke(provider, value, what, keys, ids) for value in revoking]
     prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)
-    evidence += _revoke_orphans(provider, [v for values in held.values() for v in values],
+    evidence += _revoke_orphans(provider, [c for held_as in held.values() for c in held_as],
                                 prefix, keys, ids)
     for store in stores:
         store.clear_pending()

@@ -27,13 +27,12 @@ from prefect.cache_policies import NO_CACHE
 from secretops import locks
 from secretops.expiry import expiring
 from secretops.inventory import SecretSpec
-from secretops.models import Environment, RotationStatus, SecretKind, Stage
+from secretops.models import Environment, RotationStatus, Stage
 from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
 from tasks.fleet_keys import Batch, rotate_batch
 
 T = TypeVar("T")
-API_KEY_KINDS = (SecretKind.openai_api_key, SecretKind.anthropic_api_key)
 READERS = 8
 
 
@@ -114,7 +113,7 @@ def find_due_rotations(inventory: str, environments: list[str], force: bool) -> 
                  "staged): rotate with it" if resume
             else f"the provider says the key expires at {expiry:%Y-%m-%d %H:%M} UTC, within "
                  "the expiry margin" if expiry is not None else "not due")
-        found.append(Due(secret_id, env.value, spec.kind.value,
+        found.append(Due(secret_id, env.value, spec.kind,
                          f"{last:%Y-%m-%d %H:%M}" if last else "unknown",
                          f"{fire:%Y-%m-%d %H:%M}" if fire else "no schedule", due, note))
     return found

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
 from secretops.errors import NotRetryable, SecretopsError
-from secretops.models import SecretKind, Stage
+from secretops.models import Stage
 from secretops.report import StepResult
 from secretops.revocation import Record, leaked_credential, read_stage, record_name, revoke
 from tasks.api_keys import (
@@ -103,7 +103,7 @@ def rotate_in_environment(secret: str, environment: str, inventory: str) -> list
     staged as pending, set at the target, made current in every store, the consumers restarted
     and verified, the old credential's revocation checked. Never rolls back: the leaked
     credential is revoked and must stay so."""
-    if inventory_at(inventory).secret(secret).kind is SecretKind.postgres_password:
+    if inventory_at(inventory).secret(secret).is_password:
         return _new_password(secret, environment, inventory)
     return _new_key(secret, environment, inventory)
 

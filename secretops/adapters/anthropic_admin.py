@@ -25,7 +25,14 @@ from secretops.adapters.providers import (
     failure,
     timestamp,
 )
-from secretops.models import KeyCheck, NewProviderKey, ProviderKey, SecretValue
+from secretops.models import (
+    Credential,
+    KeyCheck,
+    NewProviderKey,
+    ProviderKey,
+    SecretValue,
+    as_credential,
+)
 
 
 def _key(item: Any) -> ProviderKey:
@@ -70,6 +77,10 @@ class AnthropicProvider(AdminClient):
         self._client.close()
 
     @property
+    def max_keys(self) -> int | None:
+        return None
+
+    @property
     def can_create_keys(self) -> bool:
         return False
 
@@ -95,14 +106,14 @@ class AnthropicProvider(AdminClient):
         except ProviderKeyGone:
             return None
 
-    def check_key(self, value: SecretValue) -> KeyCheck:
+    def check_key(self, value: SecretValue | Credential) -> KeyCheck:
         """Whether the provider accepts the key (``GET /v1/models``). Only 401 means refused.
         Anthropic's keys carry no scopes (a key is bound to a workspace, and every key may
         list models), so a 403 says the key was authenticated and nothing narrower: such a
         key works, for the application and for whoever holds a leaked copy."""
         try:
             # a copy sharing the connections (closing it would close them)
-            self._client.with_options(api_key=value.reveal()).models.list()
+            self._client.with_options(api_key=as_credential(value).secret.reveal()).models.list()
         except anthropic.AuthenticationError:
             return KeyCheck.REFUSED
         except anthropic.PermissionDeniedError:

@@ -32,7 +32,14 @@ from secretops.adapters.providers import (
     failure,
     timestamp,
 )
-from secretops.models import KeyCheck, NewProviderKey, ProviderKey, SecretValue
+from secretops.models import (
+    Credential,
+    KeyCheck,
+    NewProviderKey,
+    ProviderKey,
+    SecretValue,
+    as_credential,
+)
 
 # names of the service accounts secretops makes, one per key, where keys per account are refused
 OWN_ACCOUNT_PREFIX = "secretops-"
@@ -79,8 +86,10 @@ class OpenAIProvider(AdminClient):
         admin_key: SecretValue,
         project_id: str,
         service_accounts: Mapping[str, str] | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> None:
         self._project = project_id
+        self._scopes = list(scopes) if scopes is not None else None
         self._accounts = dict(service_accounts or {})
         self._base_url = base_url.rstrip("/") + "/v1"
         timeout = Timeout(TIMEOUT_SECONDS, connect=CONNECT_SECONDS)
@@ -99,6 +108,10 @@ class OpenAIProvider(AdminClient):
         self._client.close()
 
     @property
+    def max_keys(self) -> int | None:
+        return None
+
+    @property
     def can_create_keys(self) -> bool:
         return True
 
@@ -107,7 +120,8 @@ class OpenAIProvider(AdminClient):
                    scopes: Sequence[str] | None = None) -> NewProviderKey:
         """A new key named ``name``, minted on ``environment``'s service account, expiring
         after ``lifetime`` (never, without one), limited to ``scopes`` (all the account's
-        permissions, without them)."""
+        permissions, without them; by default the scopes it was built with)."""
+        scopes = self._scopes if scopes is None else scopes
         account = self._accounts.get(environment or "")
         if account is not None:
             try:
@@ -186,7 +200,7 @@ class OpenAIProvider(AdminClient):
         except ProviderKeyGone:
             return None
 
-    def check_key(self, value: SecretValue) -> KeyCheck:
+    def check_key(self, value: SecretValue | Credential) -> KeyCheck:
         """Whether the provider accepts the key: ``GET /v1/models``, and where that is refused
         for want of a scope (a restricted key: 403, or a 401 that names missing scopes), a
         chat completion request with an empty body, which a key allowed to request models
@@ -194,7 +208,7 @@ class OpenAIProvider(AdminClient):
         ``REFUSED``: a restricted key works, for the application and for whoever holds a
         leaked copy."""
         # a copy sharing the connections (closing it would close them)
-        client = self._client.with_options(api_key=value.reveal())
+        client = self._client.with_options(api_key=as_credential(value).secret.reveal())
         try:
             client.models.list()
             return KeyCheck.WORKS

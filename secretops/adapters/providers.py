@@ -30,7 +30,13 @@ from typing import Any, Self
 
 from secretops.adapters.retry import is_transient_status
 from secretops.errors import NotRetryable, Retryable
-from secretops.models import ProviderKey, SecretValue, keys_with_value
+from secretops.models import (
+    Credential,
+    ProviderKey,
+    SecretValue,
+    as_credential,
+    keys_with_value,
+)
 
 ATTEMPTS = 4
 TIMEOUT_SECONDS, CONNECT_SECONDS = 15.0, 5.0
@@ -111,10 +117,10 @@ class AdminClient:
     def list_keys(self) -> Sequence[ProviderKey]:
         raise NotImplementedError
 
-    def find_key(self, value: SecretValue) -> ProviderKey | None:
+    def find_key(self, value: SecretValue | Credential) -> ProviderKey | None:
         """The key with this value, told by its redacted hint (head and tail must match);
         None when none fits. Several fitting is an error: the hint cannot tell them apart."""
-        found = keys_with_value(self.list_keys(), value)
+        found = keys_with_value(self.list_keys(), as_credential(value).secret)
         if len(found) > 1:
             ids = ", ".join(key.id for key in found)
             raise ProviderRefused(f"{self.provider}: several keys fit the value's hint: {ids}")

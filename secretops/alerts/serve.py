@@ -59,10 +59,9 @@ def build_receiver(inventory: Inventory, github_api: str = GITHUB_API,
 def warm(wiring: Wiring, responder: Responder) -> None:
     """Build what the first revocation needs before the first alert: each provider's client
     (``import openai`` alone takes half a second) and the Prefect client."""
-    from secretops.models import SecretKind
 
     for secret in wiring.inventory.secret_ids():
-        if wiring.inventory.secret(secret).kind is not SecretKind.postgres_password:
+        if not wiring.inventory.secret(secret).is_password:
             wiring.provider(secret)
     responder.find_run("warm-up")
 

@@ -103,14 +103,13 @@ def _respond(args: argparse.Namespace, secret: str, environments: list[str], mat
             print(f"revoked in {env}: {line}", flush=True)
     revoked_at = datetime.now(UTC)
     from flows.common import run_in_process
-    from flows.respond_to_leak import LeakedSecret
     from flows.respond_to_leak import respond_to_leak as flow
     from secretops.models import Environment
 
     runs._ask_for_leak_keys(secret, environments, path, revoked)
     alert = {"source": match.finding.source, **match.finding.location}
     return runs._finish(run_in_process(flow(
-        secret=LeakedSecret(secret), environments=[Environment(e) for e in environments],
+        secret=secret, environments=[Environment(e) for e in environments],
         reason=f"{match.finding.where()}"[:200],
         drill=args.drill, reported_at=reported_at, postmortem_dir=args.postmortem_dir,
         inventory=path, revoked_before=revoked, revoked_before_at=revoked_at,

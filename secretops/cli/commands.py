@@ -87,7 +87,7 @@ def inventory_check(args: argparse.Namespace) -> int:
     _out(f"{args.inventory}: ok")
     for secret in inv.secrets:
         envs = ", ".join(inv.environments_of(secret.id))
-        _out(f"  {secret.id:<14} {secret.kind.value:<18} {envs}")
+        _out(f"  {secret.id:<14} {secret.kind:<18} {envs}")
     code = _key_expiries(inv) if args.keys else 0
     return max(code, _external_secrets(inv)) if getattr(args, "cluster", False) else code
 

@@ -58,7 +58,7 @@ def run(directory: Path) -> int:
 
 
 def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
-    from flows.common import ApiKeySecret, run_in_process
+    from flows.common import run_in_process
     from flows.rotate_api_key import rotate_api_key
     from flows.rotate_db_password import rotate_db_password
     from secretops import redaction
@@ -72,7 +72,7 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
     for env in Environment:
         plan += [
             (f"rotate-api-key openai ({env})",
-             partial(rotate_api_key, ApiKeySecret.openai, env, inventory=inventory)),
+             partial(rotate_api_key, "openai", env, inventory=inventory)),
             (f"rotate-api-key anthropic ({env})", partial(_rotate_anthropic, info, env)),
             (f"rotate-db-password ({env})",
              partial(rotate_db_password, env, inventory=inventory)),
@@ -95,7 +95,6 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
 def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
     """Anthropic keys are created by a person in the console: the sandbox's console stands in
     for that person, and the key is staged as the CLI's hidden prompt would stage it."""
-    from flows.common import ApiKeySecret
     from flows.rotate_api_key import rotate_api_key
     from sandbox.manager import mint_console_key
     from secretops.inventory import load_inventory
@@ -106,7 +105,7 @@ def _rotate_anthropic(info: dict[str, Any], environment: Environment) -> Any:
     key = SecretValue(mint_console_key(info, f"secretops-intelliprompt-{environment}-anthropic"))
     wiring = Wiring(load_inventory(info["inventory"]))
     stage_key(wiring.stores("anthropic", environment), key, wiring.provider("anthropic"))
-    return rotate_api_key(ApiKeySecret.anthropic, environment, inventory=info["inventory"])
+    return rotate_api_key("anthropic", environment, inventory=info["inventory"])
 
 
 def _scan(info: dict[str, Any], directory: Path) -> bool:

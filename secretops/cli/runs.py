@@ -14,28 +14,31 @@ from secretops.errors import SecretopsError
 from secretops.inventory import Inventory
 
 
-def _checked(inventory: str, secret: str | None, kinds: tuple[str, ...] = ()) -> Inventory:
-    """The inventory, once it loads and names ``secret`` (of one of ``kinds`` when given)."""
+def _checked(inventory: str, secret: str | None, want: str | None = None) -> Inventory:
+    """The inventory, once it loads and names ``secret`` (a provider's ``key`` or a database
+    ``password`` when ``want`` says which)."""
     from secretops.inventory import load_inventory
 
     inv = load_inventory(inventory)
     if secret is not None:
-        wanted = [s for s in inv.secret_ids() if not kinds or inv.secret(s).kind in kinds]
+        wanted = [s for s in inv.secret_ids()
+                  if want is None or inv.secret(s).is_password == (want == "password")]
         if secret not in wanted:
-            what = "API key" if "openai_api_key" in kinds else "password" if kinds else "secret"
+            what = want or "secret"
             raise SecretopsError(f"no {what} {secret!r} in the inventory (its {what}s: "
                                  f"{', '.join(wanted) or 'none'})")
     return inv
 
 
-def _prepare(inventory: str, secret: str | None = None, kinds: tuple[str, ...] = ()) -> str:
-    """The inventory's absolute path, once it loads (and names ``secret``, of one of
-    ``kinds`` when given), with the Prefect concurrency limits its secrets need."""
+def _prepare(inventory: str, secret: str | None = None, want: str | None = None) -> str:
+    """The inventory's absolute path, once it loads (and names ``secret``, a ``key`` or a
+    ``password`` when ``want`` says which), with the Prefect concurrency limits its secrets
+    need."""
     from secretops import redaction
     from secretops.prefect_setup import ensure_concurrency_limits
 
     path = str(Path(inventory).resolve())
-    inv = _checked(path, secret, kinds)
+    inv = _checked(path, secret, want)
     redaction.install()
     for line in ensure_concurrency_limits(inv):
         print(line, flush=True)
@@ -56,7 +59,7 @@ def rotate_api_key(args: argparse.Namespace) -> int:
     from flows.common import run_in_process
     from flows.rotate_api_key import rotate_api_key as flow
 
-    path = _prepare(args.inventory, args.secret, ("openai_api_key", "anthropic_api_key"))
+    path = _prepare(args.inventory, args.secret, "key")
     if not args.dry_run:
         _ask_for_key_if_needed(args.secret, args.env, path)
     result = run_in_process(flow(secret=args.secret, environment=args.env, reason=args.reason,
@@ -68,7 +71,7 @@ def rotate_db_password(args: argparse.Namespace) -> int:
     from flows.common import run_in_process
     from flows.rotate_db_password import rotate_db_password as flow
 
-    path = _prepare(args.inventory, args.secret, ("postgres_password",))
+    path = _prepare(args.inventory, args.secret, "password")
     result = run_in_process(flow(environment=args.env, strategy=args.strategy,
                                  terminate_old_sessions=args.terminate_old_sessions,
                                  reason=args.reason, dry_run=args.dry_run, secret=args.secret,
@@ -194,11 +197,10 @@ def _ask_for_leak_keys(secret: str, environments: list[str] | None, inventory: s
     of ``rotate api-key`` for each environment still to be replaced (not one an earlier
     response already handled). Without one, the run's pause form in the UI asks instead."""
     from secretops.inventory import load_inventory
-    from secretops.models import SecretKind
     from secretops.revocation import ALREADY_HANDLED
 
     inv = load_inventory(inventory)
-    if inv.secret(secret).kind is SecretKind.postgres_password or not sys.stdin.isatty():
+    if inv.secret(secret).is_password or not sys.stdin.isatty():
         return
     for environment in environments or [e.value for e in inv.environments_of(secret)]:
         if revoked is None or ALREADY_HANDLED not in revoked.get(environment, []):

@@ -9,7 +9,6 @@ from secretops.inventory.credentials import CredentialError, resolve_credential
 from secretops.inventory.loader import inventory_path, load_inventory, parse_inventory
 from secretops.inventory.model import (
     AccessPolicy,
-    AnthropicProvider,
     AwsSecretStoreSpec,
     AwsSettings,
     ConsumerSpec,
@@ -20,7 +19,6 @@ from secretops.inventory.model import (
     ExternalSecretSpec,
     KubernetesSecretStoreSpec,
     KubernetesSettings,
-    OpenAIProvider,
     PostgresSettings,
     Providers,
     Schedule,
@@ -31,7 +29,6 @@ from secretops.inventory.root import Inventory
 
 __all__ = [
     "AccessPolicy",
-    "AnthropicProvider",
     "AwsSecretStoreSpec",
     "AwsSettings",
     "ConsumerSpec",
@@ -44,7 +41,6 @@ __all__ = [
     "Inventory",
     "KubernetesSecretStoreSpec",
     "KubernetesSettings",
-    "OpenAIProvider",
     "PostgresSettings",
     "Providers",
     "Schedule",

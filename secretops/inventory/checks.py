@@ -21,7 +21,8 @@ from secretops.inventory.model import (
     StoreSpec,
 )
 from secretops.inventory.root import Inventory
-from secretops.models import DbStrategy, Environment, SecretKind
+from secretops.models import DbStrategy, Environment
+from secretops.providers import for_kind, registry
 
 Problem = tuple[str, str]
 _ALTERNATING_SUFFIX = len("_a")
@@ -38,12 +39,11 @@ def problems(inv: Inventory) -> list[Problem]:
 
 def _credential_references(inv: Inventory) -> Iterator[Problem]:
     refs: list[tuple[str, str | None]] = []
-    if inv.providers.openai:
-        refs.append(("providers.openai.admin_credential", inv.providers.openai.admin_credential))
-    if inv.providers.anthropic:
-        refs.append(
-            ("providers.anthropic.admin_credential", inv.providers.anthropic.admin_credential)
-        )
+    for provider_name, provider in registry().items():
+        settings = inv.provider_config(provider_name)
+        if settings is not None:
+            refs.extend((f"providers.{provider_name}.{field}", credential)
+                        for field, credential in provider.credential_fields(settings).items())
     if inv.aws:
         refs.append(("aws.access_key_id_credential", inv.aws.access_key_id_credential))
         refs.append(("aws.secret_access_key_credential", inv.aws.secret_access_key_credential))
@@ -72,13 +72,10 @@ def _environment_problems(inv: Inventory) -> Iterator[Problem]:
         for field in ("dotenv", "dotenv_example", "secrets_dir"):
             if env is not Environment.development and getattr(spec, field) is not None:
                 yield f"{path}.{field}", "local files are for development only"
-    accounts = inv.providers.openai.service_accounts if inv.providers.openai else {}
-    for env in accounts:
-        if env not in inv.environments:
-            yield (
-                f"providers.openai.service_accounts.{env.value}",
-                f"environment {env.value!r} is not under environments",
-            )
+    for name, provider in registry().items():
+        settings = inv.provider_config(name)
+        if settings is not None:
+            yield from provider.checks(inv, settings)
     for env in inv.access_policy:
         if env not in inv.environments:
             yield (
@@ -106,13 +103,18 @@ def _secret_problems(inv: Inventory) -> Iterator[Problem]:
                     f"consumer {consumer!r} is not defined under consumers (defined: {defined})",
                 )
         yield from _kind_problems(inv, secret, path)
-        for env in inv.environment_names():
+        for env in secret.environments or inv.environment_names():
             if not secret.stores.get(env):
                 yield (
                     path + ".stores",
                     f"no stores for environment {env.value!r} "
-                    "(every secret needs stores in every environment under environments)",
+                    "(a secret needs stores in every environment under environments, or in "
+                    "each that its environments field names)",
                 )
+        for env in secret.stores:
+            if secret.environments is not None and env not in secret.environments:
+                yield (f"{path}.stores.{env.value}",
+                       f"environment {env.value!r} is not one of the secret's environments")
         for env, stores in secret.stores.items():
             if env not in inv.environments:
                 yield (
@@ -135,13 +137,13 @@ def _secret_problems(inv: Inventory) -> Iterator[Problem]:
 
 
 def _kind_problems(inv: Inventory, secret: SecretSpec, path: str) -> Iterator[Problem]:
-    if secret.kind is not SecretKind.postgres_password:
+    if not secret.is_password:
         for field in ("role", "strategy", "password_policy"):
             if getattr(secret, field) is not None:
                 yield f"{path}.{field}", "only postgres_password secrets have this field"
-        provider = "openai" if secret.kind is SecretKind.openai_api_key else "anthropic"
-        if getattr(inv.providers, provider) is None:
-            yield path + ".kind", f"{secret.kind.value} needs providers.{provider}"
+        provider = for_kind(secret.kind).name
+        if inv.provider_config(provider) is None:
+            yield path + ".kind", f"{secret.kind} needs providers.{provider}"
         return
     if secret.role is None:
         yield path, "a postgres_password secret needs a role"

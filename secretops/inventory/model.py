@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainValidator,
     PrivateAttr,
+    create_model,
     model_validator,
 )
 
 from secretops.inventory import names
-from secretops.models import DbStrategy, Environment, SecretKind
+from secretops.models import DbStrategy, Environment
 from secretops.passwords import PasswordPolicy
+from secretops.providers import POSTGRES_PASSWORD, kinds, registry
+from secretops.schema import HttpUrl, StrictModel
 
 Namespace = Annotated[str, AfterValidator(partial(names.dns_label, what="namespace"))]
 DeploymentName = Annotated[str, AfterValidator(partial(names.dns_label, what="deployment"))]
@@ -40,7 +41,6 @@ Cron = Annotated[str, AfterValidator(names.cron)]
 TimeZone = Annotated[str, AfterValidator(names.timezone)]
 SecretFileName = Annotated[str, AfterValidator(names.relative_file_name)]
 AwsSecretId = Annotated[str, Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
 
 ENVIRONMENTS = tuple(Environment)
 
@@ -90,22 +90,6 @@ StrategySetting = Annotated[
 ]
 
 
-class StrictModel(BaseModel):
-    """A section of the inventory: unknown fields are refused, naming the fields it knows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unknown_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.model_fields:
-                    expected = ", ".join(cls.model_fields)
-                    raise ValueError(f"unknown field {key!r} (expected one of: {expected})")
-        return data
-
-
 class CredentialRef(StrictModel):
     """Where a credential that secretops itself uses is found: exactly one source."""
 
@@ -131,37 +115,29 @@ class CredentialRef(StrictModel):
         return f"file {self.file}"
 
 
-ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+def _providers_model() -> type[StrictModel]:
+    """The ``providers:`` section: one optional field per installed provider, of its settings
+    model (see :mod:`secretops.providers`)."""
+    fields: dict[str, Any] = {name: (provider.settings | None, None)
+                              for name, provider in registry().items()}
+    model: type[StrictModel] = create_model("Providers", __base__=StrictModel, **fields)
+    model.__doc__ = "The providers that issue the inventory's keys, each with its settings."
+    return model
 
 
-class OpenAIProvider(StrictModel):
-    """``service_accounts``: the service account each environment's keys are minted on (an
-    environment without one gets a new service account per key). A minted key expires after
-    the secret's rotation period plus ``key_grace_days``; ``scopes`` restricts new keys (all
-    of the account's permissions when unset). A key that expires within
-    ``expiry_margin_days`` is due for rotation whatever its schedule says."""
-
-    base_url: HttpUrl = "https://api.openai.com"
-    admin_credential: str
-    project_id: str
-    service_accounts: dict[Environment, ProviderId] = {}
-    key_grace_days: int = Field(14, ge=1, le=365)
-    scopes: list[Annotated[str, Field(pattern=r"^[a-z0-9_.]{1,64}$")]] | None = None
-    expiry_margin_days: int = Field(7, ge=0, le=90)
+if TYPE_CHECKING:
+    Providers = StrictModel
+else:
+    Providers = _providers_model()
 
 
-class AnthropicProvider(StrictModel):
-    base_url: HttpUrl = "https://api.anthropic.com"
-    admin_credential: str
-    workspace_id: str | None = None
-    console_url: HttpUrl | None = None
-    key_prefix: str = "sk-ant-"
-    expiry_margin_days: int = Field(7, ge=0, le=90)
+def _kind(value: Any) -> str:
+    if not isinstance(value, str) or value not in kinds():
+        raise ValueError(f"unknown kind {value!r} (expected one of: {', '.join(kinds())})")
+    return value
 
 
-class Providers(StrictModel):
-    openai: OpenAIProvider | None = None
-    anthropic: AnthropicProvider | None = None
+SecretKindName = Annotated[str, PlainValidator(_kind)]
 
 
 class AwsSettings(StrictModel):
@@ -302,10 +278,12 @@ class SecretSpec(StrictModel):
     """One secret: what it is, where it lives per environment, who reads it, when it rotates.
 
     ``role``, ``strategy`` and ``password_policy`` apply to ``postgres_password`` secrets only.
+    ``environments`` names the environments it lives in, when not all of the inventory's (a
+    CI credential that development has no use for).
     """
 
     id: SecretId
-    kind: SecretKind
+    kind: SecretKindName
     description: str = ""
     schedule: Schedule | None = None
     consumers: list[str] = Field(default_factory=list)
@@ -313,6 +291,12 @@ class SecretSpec(StrictModel):
     role: RoleSetting | None = None
     strategy: StrategySetting | None = None
     password_policy: PasswordPolicy | None = None
+    environments: list[Environment] | None = None
+
+    @property
+    def is_password(self) -> bool:
+        """A database login, rotated by secretops itself; every other kind is a provider's key."""
+        return self.kind == POSTGRES_PASSWORD
 
     def role_in(self, env: Environment) -> str | None:
         """The owner role in ``env`` (``None`` when the inventory names none there)."""

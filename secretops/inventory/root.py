@@ -9,30 +9,29 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr
 
 from secretops.errors import InventoryError
 from secretops.inventory import names
 from secretops.inventory.model import (
     ENVIRONMENTS,
     AccessPolicy,
-    AnthropicProvider,
     AwsSettings,
     ConsumerSpec,
     CredentialRef,
     EnvironmentSpec,
     KubernetesSettings,
-    OpenAIProvider,
     PostgresSettings,
     Providers,
     SecretSpec,
     StoreSpec,
-    StrictModel,
 )
-from secretops.models import DbStrategy, Environment, SecretKind
+from secretops.models import DbStrategy, Environment
 from secretops.passwords import PasswordPolicy
+from secretops.providers import Provider, for_kind
+from secretops.schema import StrictModel
 
 EnvironmentName = Environment | str
 AppName = Annotated[str, AfterValidator(partial(names.identifier, what="application"))]
@@ -128,7 +127,7 @@ class Inventory(StrictModel):
 
     def _postgres_secret(self, secret_id: str) -> SecretSpec:
         spec = self.secret(secret_id)
-        if spec.kind is not SecretKind.postgres_password:
+        if not spec.is_password:
             raise InventoryError(f"secret {secret_id!r} is not a postgres_password")
         return spec
 
@@ -179,19 +178,26 @@ class Inventory(StrictModel):
     def password_policy(self, secret_id: str) -> PasswordPolicy:
         return self._postgres_secret(secret_id).password_policy or PasswordPolicy()
 
-    def provider_settings(self, secret_id: str) -> OpenAIProvider | AnthropicProvider:
-        """The provider settings of an API-key secret."""
+    def provider_of(self, secret_id: str) -> Provider:
+        """The provider that issues a key secret's keys."""
         spec = self.secret(secret_id)
-        provider: OpenAIProvider | AnthropicProvider | None
-        if spec.kind is SecretKind.openai_api_key:
-            provider = self.providers.openai
-        elif spec.kind is SecretKind.anthropic_api_key:
-            provider = self.providers.anthropic
-        else:
-            raise InventoryError(f"secret {secret_id!r} is not an API key")
-        if provider is None:
-            raise InventoryError(f"no provider settings for secret {secret_id!r}")
-        return provider
+        if spec.is_password:
+            raise InventoryError(f"secret {secret_id!r} is a database password, not a key")
+        return for_kind(spec.kind)
+
+    def provider_config(self, name: str) -> BaseModel | None:
+        """The settings of the provider ``name`` (its section under ``providers``), if any."""
+        settings = getattr(self.providers, name, None)
+        return settings if isinstance(settings, BaseModel) else None
+
+    def provider_settings(self, secret_id: str) -> Any:
+        """The settings of the provider of a key secret (its section's model)."""
+        provider = self.provider_of(secret_id)
+        settings = self.provider_config(provider.name)
+        if settings is None:
+            raise InventoryError(f"no provider settings for secret {secret_id!r}: the "
+                                 f"inventory needs providers.{provider.name}")
+        return settings
 
     def credential(self, name: str) -> CredentialRef:
         if name not in self.credentials:

@@ -18,7 +18,7 @@ from secretops.adapters.files import DockerSecretStore, DotenvStore
 from secretops.adapters.kube_store import KubernetesSecretStore
 from secretops.adapters.openai_admin import OpenAIProvider
 from secretops.inventory import load_inventory
-from secretops.models import SecretKind, SecretValue
+from secretops.models import SecretValue
 from secretops.wiring import Wiring
 from tests.adapters.kube_world import KubeWorld
 
@@ -94,7 +94,7 @@ def _check(wiring: Wiring, pg: PostgresInfo) -> None:
 
     openai = wiring.provider("openai")
     assert isinstance(openai, OpenAIProvider)
-    assert wiring.provider(SecretKind.openai_api_key) is openai
+    assert wiring.provider("openai_api_key") is openai
     assert isinstance(wiring.provider("anthropic_api_key"), AnthropicProvider)
     assert isinstance(openai.list_keys(), list)
 

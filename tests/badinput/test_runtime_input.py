@@ -175,7 +175,7 @@ def by_hand_deployment(world: World) -> Iterator[tuple[UUID, UUID]]:
 
 BY_HAND = [
     pytest.param({"secret": "openai", "environment": "moon"}, "environment", id="unknown-env"),
-    pytest.param({"secret": "github", "environment": "staging"}, "secret", id="unknown-secret"),
+    pytest.param({"secret": "Git Hub!", "environment": "staging"}, "secret", id="not-a-secret-id"),
     pytest.param({"secret": "anthropic", "environment": "staging",
                   "person_timeout_seconds": -5}, "person_timeout_seconds",
                  id="negative-timeout"),
