@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 
 from secretops.errors import NotRetryable, VerificationFailed
 from secretops.expiry import key_lifetime
-from secretops.models import Credential, KeyCheck, ProviderKey, SecretValue, Stage, keys_for
+from secretops.models import (
+    Credential,
+    KeyCheck,
+    ProviderKey,
+    SecretValue,
+    Stage,
+    as_credential,
+    keys_for,
+)
 from secretops.ports import KeyProvider, SecretStore
 from secretops.staging import recorded_key_ids
 from tasks.common import inventory_at, runbook_step, wiring_for
@@ -206,8 +214,9 @@ def _checked(what: str, value: SecretValue, check: KeyCheck) -> str:
     return f"{what} key {value.fingerprint()}: {check.value}"
 
 
-def _revoke(provider: KeyProvider, credential: Credential, what: str,
+def _revoke(provider: KeyProvider, held: Credential | SecretValue, what: str,
             keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> str:
+    credential = as_credential(held)
     value = credential.secret
     found = keys_for(keys, credential, ids)
     recorded = ids.get(value.fingerprint())

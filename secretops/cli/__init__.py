@@ -133,12 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "old credential is revoked only after the new one is verified in "
                             "every consumer.")
     rsub = rotate.add_subparsers(dest="rotate_command", metavar="WHAT", required=True)
-    p = command("api-key", "rotate an OpenAI or Anthropic API key", commands.rotate_api_key, rsub)
-    p.add_argument("secret", help="secret id from the inventory (openai, anthropic)")
-    p.add_argument("--env", required=True, choices=["development", "staging", "production"])
-    p.add_argument("--reason", default="scheduled rotation", type=person_text,
-                   help="recorded in the report (one line)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    for name, help_text in (
+            ("key", "rotate a provider's key: an API key (OpenAI, Anthropic), an AWS access "
+             "key, any kind of key the inventory's providers issue"),
+            ("api-key", "rotate an API key (the same as `rotate key`)")):
+        p = command(name, help_text, commands.rotate_api_key, rsub)
+        p.add_argument("secret", help="secret id from the inventory (secretops inventory check "
+                       "lists them: openai, anthropic, ci-aws-key...)")
+        p.add_argument("--env", required=True, choices=["development", "staging", "production"])
+        p.add_argument("--reason", default="scheduled rotation", type=person_text,
+                       help="recorded in the report (one line)")
+        p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p = command("db-password", "rotate the PostgreSQL password without downtime",
                 commands.rotate_db_password, rsub)
     p.add_argument("--secret", default="db-password", help="secret id (default: db-password)")
@@ -175,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("leak", "respond to a leaked secret: revoke at once, replace everywhere, audit "
                 "the access logs, draft a post-mortem", commands.leak)
     p.add_argument("secret", nargs="?", default=None,
-                   help="secret id from the inventory (openai, anthropic, db-password)")
+                   help="secret id from the inventory (openai, anthropic, db-password, "
+                   "ci-aws-key...)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--env", action="append", choices=["development", "staging", "production"],
                        help="an environment holding the leaked value (repeatable)")

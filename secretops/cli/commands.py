@@ -18,8 +18,23 @@ def _out(text: str = "") -> None:
 
 # -- sandbox ----------------------------------------------------------------------------------
 
+SANDBOX_MISSING = ("the sandbox is not installed: pip install secretops-sandbox (or, in a "
+                   "checkout of secretops, pip install -e .)")
+
+
+def require_sandbox() -> None:
+    """The sandbox is its own distribution (secretops-sandbox), which a product-only install
+    lacks: the commands that start it or use it say so in one line (exit code 1)."""
+    from importlib.util import find_spec
+
+    from secretops.errors import SecretopsError
+
+    if find_spec("sandbox") is None:
+        raise SecretopsError(SANDBOX_MISSING)
+
 
 def sandbox_up(args: argparse.Namespace) -> int:
+    require_sandbox()
     from sandbox import manager
 
     info, started = manager.up(Path(args.dir), faults=args.fault, progress=_out,
@@ -31,6 +46,7 @@ def sandbox_up(args: argparse.Namespace) -> int:
 
 
 def sandbox_down(args: argparse.Namespace) -> int:
+    require_sandbox()
     from sandbox import manager
 
     stopped = manager.down(Path(args.dir))
@@ -39,6 +55,7 @@ def sandbox_down(args: argparse.Namespace) -> int:
 
 
 def sandbox_build_binaries(args: argparse.Namespace) -> int:
+    require_sandbox()
     from sandbox.realkube import binaries
 
     names = args.only or list(binaries.EVERYTHING)
@@ -50,6 +67,7 @@ def sandbox_build_binaries(args: argparse.Namespace) -> int:
 
 
 def sandbox_status(args: argparse.Namespace) -> int:
+    require_sandbox()
     from sandbox import manager
 
     info = manager.status(Path(args.dir))
@@ -61,6 +79,7 @@ def sandbox_status(args: argparse.Namespace) -> int:
 
 
 def sandbox_fault(args: argparse.Namespace) -> int:
+    require_sandbox()
     from sandbox import manager
 
     knobs = {
@@ -87,7 +106,7 @@ def inventory_check(args: argparse.Namespace) -> int:
     _out(f"{args.inventory}: ok")
     for secret in inv.secrets:
         envs = ", ".join(inv.environments_of(secret.id))
-        _out(f"  {secret.id:<14} {secret.kind:<18} {envs}")
+        _out(f"  {secret.id:<14} {secret.kind:<20} {envs}")
     code = _key_expiries(inv) if args.keys else 0
     return max(code, _external_secrets(inv)) if getattr(args, "cluster", False) else code
 

@@ -19,6 +19,9 @@ def _say(text: str = "") -> None:
 
 
 def run(directory: Path) -> int:
+    from secretops.cli.commands import require_sandbox
+
+    require_sandbox()
     from sandbox import manager
     from secretops import local_prefect
 
@@ -67,16 +70,22 @@ def _procedures(info: dict[str, Any]) -> list[tuple[str, float, str]]:
 
     redaction.install()
     inventory = info["inventory"]
-    ensure_concurrency_limits(load_inventory(inventory))
+    inv = load_inventory(inventory)
+    ensure_concurrency_limits(inv)
     plan: list[tuple[str, Callable[[], Any]]] = []
     for env in Environment:
-        plan += [
-            (f"rotate-api-key openai ({env})",
-             partial(rotate_api_key, "openai", env, inventory=inventory)),
-            (f"rotate-api-key anthropic ({env})", partial(_rotate_anthropic, info, env)),
-            (f"rotate-db-password ({env})",
-             partial(rotate_db_password, env, inventory=inventory)),
-        ]
+        for spec in inv.secrets:
+            if env not in inv.environments_of(spec.id):
+                continue
+            if spec.is_password:
+                plan.append((f"rotate-db-password ({env})", partial(
+                    rotate_db_password, env, secret=spec.id, inventory=inventory)))
+            elif inv.provider_of(spec.id).creates_keys:
+                plan.append((f"rotate-api-key {spec.id} ({env})", partial(
+                    rotate_api_key, spec.id, env, inventory=inventory)))
+            else:  # the sandbox's console stands in for the person who creates the key
+                plan.append((f"rotate-api-key {spec.id} ({env})", partial(
+                    _rotate_anthropic, info, env)))
     results = []
     for name, call in plan:
         begun = time.monotonic()
@@ -127,6 +136,9 @@ def _scan(info: dict[str, Any], directory: Path) -> bool:
 
 
 def stop(directory: Path) -> int:
+    from secretops.cli.commands import require_sandbox
+
+    require_sandbox()
     from sandbox import manager
     from secretops import local_prefect
 
