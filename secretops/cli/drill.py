@@ -142,6 +142,9 @@ def wait_for_run(fingerprint: str, timeout: float) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from secretops.cli.commands import require_sandbox
+
+    require_sandbox()
     from secretops.alerts.app import create_app
     from secretops.alerts.findings import parse_report
     from secretops.alerts.serve import REPORT_CREDENTIAL, build_receiver
