@@ -16,8 +16,9 @@ NAMESPACES = {"staging": "intelliprompt-staging", "production": "intelliprompt"}
 
 
 def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
-    """``endpoints``: openai, anthropic, console, aws, region, pg_host, pg_port, pg_admin, and
-    openai_accounts (each environment's OpenAI service account id)."""
+    """``endpoints``: openai, anthropic, console, aws, region, pg_host, pg_port, pg_admin,
+    openai_accounts (each environment's OpenAI service account id) and iam (the CI's AWS
+    account, :mod:`sandbox.iam`)."""
 
     def postgres(env: str) -> dict[str, Any]:
         return {"host": endpoints["pg_host"], "port": endpoints["pg_port"],
@@ -39,6 +40,9 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
             "github-webhook-secret": {"file": "credentials/github-webhook-secret"},
             "github-token": {"file": "credentials/github-token"},
             "alerts-report-token": {"file": "credentials/alerts-report-token"},
+            "iam-rotator-access-key-id": {"file": "credentials/iam-rotator-access-key-id"},
+            "iam-rotator-secret-access-key": {
+                "file": "credentials/iam-rotator-secret-access-key"},
         },
         "providers": {
             "openai": {"base_url": endpoints["openai"], "admin_credential": "openai-admin",
@@ -47,6 +51,11 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
             "anthropic": {"base_url": endpoints["anthropic"],
                           "admin_credential": "anthropic-admin",
                           "console_url": endpoints["console"], "key_prefix": "sk-ant-api03-"},
+            "aws_iam": {"endpoint_url": endpoints["iam"], "region": "us-east-1",
+                        "access_key_id_credential": "iam-rotator-access-key-id",
+                        "secret_access_key_credential": "iam-rotator-secret-access-key",
+                        "users": {"staging": "intelliprompt-ci-staging",
+                                  "production": "intelliprompt-ci"}},
         },
         "aws": {"region": endpoints["region"], "endpoint_url": endpoints["aws"],
                 "access_key_id_credential": "aws-access-key-id",
@@ -61,12 +70,15 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
             "production": {
                 "namespace": NAMESPACES["production"],
                 "external_secrets": {"intelliprompt-secrets": {"target": "api-keys"},
-                                     "intelliprompt-db": {"target": "db-credentials"}},
+                                     "intelliprompt-db": {"target": "db-credentials"},
+                                     "intelliprompt-ci": {"target": "ci-aws-key"}},
                 "postgres": postgres("production"),
             },
         },
         "consumers": {"backend": {"deployment": "backend", "verify_log": "API initialized",
-                                  "rollout_timeout_seconds": 60}},
+                                  "rollout_timeout_seconds": 60},
+                      "ci-runner": {"deployment": "ci-runner", "verify_log": "CI runner ready",
+                                    "rollout_timeout_seconds": 60}},
         "secrets": [
             _api_key("openai", "openai_api_key", "OPENAI_API_KEY", schedule(1)),
             _api_key("anthropic", "anthropic_api_key", "ANTHROPIC_API_KEY", schedule(2)),
@@ -88,6 +100,27 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
                                     "secret_id": "prod/intelliprompt/db",
                                     "external_secret": "intelliprompt-db",
                                     "json_key": "password", "username_json_key": "username"}],
+                },
+            },
+            {
+                "id": "ci-aws-key", "kind": "aws_iam_access_key",
+                "description": "AWS access key of the CI runner (IAM users intelliprompt-ci, "
+                               "intelliprompt-ci-staging)",
+                "schedule": schedule(4), "consumers": ["ci-runner"],
+                "environments": ["staging", "production"],
+                "stores": {
+                    "staging": [
+                        {"type": "aws_secretsmanager",
+                         "secret_id": "staging/intelliprompt/ci-aws-key",
+                         "json_key": "secret_access_key", "username_json_key": "access_key_id"},
+                        {"type": "kubernetes_secret", "name": "ci-aws-key",
+                         "key": "AWS_SECRET_ACCESS_KEY", "username_key": "AWS_ACCESS_KEY_ID"},
+                    ],
+                    "production": [
+                        {"type": "aws_secretsmanager", "secret_id": "prod/intelliprompt/ci-aws-key",
+                         "external_secret": "intelliprompt-ci", "json_key": "secret_access_key",
+                         "username_json_key": "access_key_id"},
+                    ],
                 },
             },
         ],

@@ -157,6 +157,9 @@ def describe(info: dict[str, Any]) -> str:
     lines.append(f"  kubeconfig   {info['kubeconfig']}  (kubectl --kubeconfig ... get pods -A)")
     lines.append(f"  kubernetes   {info['kubernetes']['server']}")
     lines.append(f"  aws          {info['aws']['endpoint_url']} ({info['aws']['region']})")
+    if "iam" in info:
+        lines.append(f"  ci account   {info['iam']['endpoint_url']} (IAM and STS, "
+                     f"account {info['iam']['account_id']})")
     pg = info["postgres"]
     lines.append(f"  postgres     {pg['host']}:{pg['port']}/{pg['database']}")
     for name, url in info["providers"].items():
@@ -184,8 +187,9 @@ def _wait_gone(pids: list[int], timeout: float) -> bool:
 
 
 def _ours(cmdline: list[str], directory: Path) -> bool:
-    """A supervisor of this sandbox, or a PostgreSQL server whose data folder is inside it."""
-    if "sandbox.server" in cmdline and str(directory) in cmdline:
+    """A supervisor of this sandbox or its CI account (``sandbox.iam``), or a PostgreSQL
+    server whose data folder is inside it."""
+    if ("sandbox.server" in cmdline or "sandbox.iam" in cmdline) and str(directory) in cmdline:
         return True
     if cmdline and Path(cmdline[0]).name in CONTROL_PLANE:
         return any(f"{directory}/" in arg for arg in cmdline)

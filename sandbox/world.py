@@ -1,8 +1,9 @@
 """IntelliPrompt's outside world, built and served by the sandbox supervisor.
 
-Order matters: PostgreSQL and moto first (they take the longest), then every HTTP emulator
-on its own socket, then the seed (roles, provider keys, AWS secrets, the cluster's objects),
-then the cluster's controllers (the backend pods check their credentials at start), and last
+Order matters: PostgreSQL, moto and the CI's AWS account (:mod:`sandbox.iam`, its own
+process) first (they take the longest), then every HTTP emulator on its own socket, then the
+seed (roles, provider keys, AWS secrets, the CI keys, the cluster's objects), then the
+cluster's controllers (the backend and CI runner pods check their credentials at start), and last
 the files that point at it all: credentials, kubeconfig, the development ``.env``,
 ``inventory.yaml`` and, as the signal that the sandbox is ready, ``sandbox.json``.
 """
@@ -27,9 +28,11 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox import aws as aws_sandbox
+from sandbox import ci
 from sandbox.anthropic_api import AnthropicState, anthropic_app, console_app
 from sandbox.faults import FaultMiddleware, Faults, control_app
 from sandbox.github_api import GitHubState, github_app
+from sandbox.iam import AccountState, CiAccount
 from sandbox.inventory import NAMESPACES, ROLES, sandbox_inventory
 from sandbox.kube import AwsConfig, Identity, KubeSandbox, kubeconfig, make_server_cert, manifests
 from sandbox.openai_api import OpenAIState, openai_app
@@ -56,6 +59,8 @@ class World:
             self.faults.apply_spec(spec)
         self.postgres = PostgresSandbox(directory / "postgres")
         self.aws = aws_sandbox.AwsSandbox(account_id=aws_sandbox.ACCOUNT_ID)
+        self.ci_account = CiAccount(directory)
+        self.iam: AccountState | None = None
         self.openai = OpenAIState()
         self.openai.redaction = lambda: self.faults.get("openai").redaction
         self.anthropic = AnthropicState()
@@ -102,6 +107,7 @@ class World:
         self.begun = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "credentials").mkdir(mode=0o700, exist_ok=True)
+        self.ci_account.launch()  # its own process: it boots while the rest does
         cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
         if self.kind == "real":
             self.real = RealCluster(self.dir, cert, developer=PLANTED_READER.username)
@@ -109,11 +115,15 @@ class World:
         boot = asyncio.to_thread(self.real.boot) if self.real else asyncio.sleep(0)
         # every start is waited for, even when one fails: a PostgreSQL still starting while
         # the failure tears the world down would be left running
+        # the CI account is only needed by the seed: it finishes booting while the emulators
+        # start serving
+        iam = asyncio.ensure_future(asyncio.to_thread(self.ci_account.wait_ready))
         pg, *others = await asyncio.gather(
             asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start), boot,
             return_exceptions=True)
         for outcome in (pg, *others):
             if isinstance(outcome, BaseException):
+                await asyncio.wait([iam])
                 raise outcome
         assert isinstance(pg, PostgresInfo)
         self.pg = pg
@@ -137,6 +147,9 @@ class World:
             await self._serve(f"service-{env}", services.service_app(namespace))
         await self._serve("control", _control(self.faults))
         self._phase("emulators serving")
+        self.iam = await iam
+        self.urls["iam"] = self.iam.endpoint_url
+        self._phase("CI account started")
         values = await self._seed()
         if self.real is not None:
             await asyncio.to_thread(self._seed_real, self.real, values)
@@ -148,13 +161,13 @@ class World:
         self._phase("world seeded")
         self._write_files(values, cert.ca_pem)
         await asyncio.to_thread(self._wait_for_rollouts, 90.0 if self.real else 30.0)
-        self._phase("backend rolled out in every namespace")
+        self._phase("backend and ci-runner rolled out in every namespace")
         await self._plant_cluster_read(cert.ca_file)
         self._write_info()
 
     async def _seed(self) -> dict[str, dict[str, str]]:
-        """Database roles, provider keys (one per environment) and AWS's production secrets;
-        PostgreSQL and AWS are seeded side by side."""
+        """Database roles, provider keys (one per environment), AWS's production secrets and
+        the CI keys' secrets; PostgreSQL and AWS are seeded side by side."""
         values: dict[str, dict[str, str]] = {}
         roles = {}
         for env, role in ROLES.items():
@@ -167,7 +180,9 @@ class World:
                            "db_user": role, "db_password": password,
                            "openai_account": self.openai.keys[openai_id].service_account_id or ""}
         production = values["production"]
+        assert self.iam is not None
         await asyncio.gather(
+            asyncio.to_thread(ci.seed_secrets, self.urls["aws"], self.iam),
             asyncio.to_thread(self.postgres.seed, roles),
             asyncio.to_thread(aws_sandbox.seed, self.urls["aws"], aws_sandbox.SeedValues(
                 production["openai"], production["anthropic"], production["db_user"],
@@ -229,10 +244,13 @@ class World:
                 openai_base_url=self.urls["openai"], anthropic_base_url=self.urls["anthropic"],
                 progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
             ))
+        assert self.iam is not None
+        objects += ci.cluster_objects(self.iam, NAMESPACES, refresh_interval="5m",
+                                      progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS)
         return objects
 
     def _write_files(self, values: dict[str, dict[str, str]], ca_pem: bytes) -> None:
-        assert self.pg is not None
+        assert self.pg is not None and self.iam is not None
         credentials = {
             "openai-admin-key": values["admin"]["openai"],
             "anthropic-admin-key": values["admin"]["anthropic"],
@@ -243,6 +261,7 @@ class World:
             "github-webhook-secret": self.github.webhook_secret,
             "github-token": self.github.token,
             "alerts-report-token": self.report_token,
+            **ci.credentials(self.iam),
         }
         for name, value in credentials.items():
             atomic_write(self.dir / "credentials" / name, value)
@@ -263,6 +282,7 @@ class World:
             "region": aws_sandbox.REGION, "pg_host": self.pg.host, "pg_port": self.pg.port,
             "pg_admin": self._pg_admin().admin_user,
             "openai_accounts": {env: values[env]["openai_account"] for env in ROLES},
+            "iam": self.iam.endpoint_url,
         })
         atomic_write(self.dir / "inventory.yaml",
                      "# IntelliPrompt's inventory, pointed at the sandbox in this folder.\n"
@@ -284,20 +304,24 @@ class World:
             if all(self._rolled_out(ns) for ns in NAMESPACES.values()):
                 return
             time.sleep(0.05)
-        raise RuntimeError("the backend Deployments did not become available")
+        raise RuntimeError("the backend and ci-runner Deployments did not become available")
 
     def _rolled_out(self, namespace: str) -> bool:
+        return all(self._deployment_rolled_out(namespace, name)
+                   for name in ("backend", ci.DEPLOYMENT))
+
+    def _deployment_rolled_out(self, namespace: str, name: str) -> bool:
         if self.real is not None:
-            return self.real.rolled_out(namespace)
+            return self.real.rolled_out(namespace, name)
         assert self.kube is not None
-        deployment = self.kube.store.get("deployments.apps", namespace, "backend") or {}
+        deployment = self.kube.store.get("deployments.apps", namespace, name) or {}
         status = deployment.get("status", {})
         wanted = deployment.get("spec", {}).get("replicas", 0)
         return bool(wanted) and status.get("availableReplicas") == wanted == status.get(
             "updatedReplicas")
 
     def _write_info(self) -> None:
-        assert self.pg is not None
+        assert self.pg is not None and self.iam is not None
         info: dict[str, Any] = {
             "dir": str(self.dir),
             "kubeconfig": str(self.dir / "kubeconfig"),
@@ -306,6 +330,7 @@ class World:
                            "audit_log": str(self.dir / "kube-audit.log"),
                            "contexts": ["sandbox", "emergency-admin", "developer"]},
             "aws": {"endpoint_url": self.urls["aws"], "region": aws_sandbox.REGION},
+            "iam": ci.info(self.iam),
             "postgres": {"host": self.pg.host, "port": self.pg.port,
                          "database": ROLES["production"],
                          "admin_user": self._pg_admin().admin_user,
@@ -318,6 +343,7 @@ class World:
             "inventory": str(self.dir / "inventory.yaml"),
             "dev": str(self.dir / "dev"),
             "pids": {"supervisor": os.getpid(), "postgres": self.pg.pid,
+                     "iam": self.ci_account.pid,
                      **(self.real.pids() if self.real else {})},
         }
         if self.real is not None:
@@ -334,7 +360,8 @@ class World:
         for server in self.servers:
             server.should_exit = True
         await asyncio.sleep(0.2)
-        await asyncio.to_thread(self.aws.stop)
+        await asyncio.gather(asyncio.to_thread(self.aws.stop),
+                             asyncio.to_thread(self.ci_account.stop))
         await asyncio.to_thread(self.postgres.stop)
 
 

@@ -1,5 +1,6 @@
 """What a backend pod does with its credentials: check the OpenAI key, the Anthropic key and
-a PostgreSQL login, as the real application does at start and on each request.
+a PostgreSQL login, as the real application does at start and on each request; and what a
+CI runner pod does with its AWS access key: ``sts:GetCallerIdentity`` signed with it.
 
 Results carry a reason for the log, never a credential.
 """
@@ -7,11 +8,19 @@ Results carry a reason for the log, never a credential.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import psycopg
+
+AWS_REFUSALS = {"InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
+                "AccessDenied", "AccessDeniedException", "ExpiredToken",
+                "InvalidAccessKeyId", "AuthFailure"}
+_botocore_lock = threading.Lock()
+_botocore: list[object] = []
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,47 @@ async def check_postgres(host: str, port: str, dbname: str, user: str, password:
     except psycopg.Error:
         return Check(False, "PostgreSQL query failed", True)
     return Check(True)
+
+
+def _sts_client(endpoint_url: str, region: str, key_id: str, secret: str) -> object:
+    """A botocore STS client; clients are made one at a time, from one botocore session
+    (making them is not thread-safe), and retry nothing (:func:`with_retries` does)."""
+    import botocore.session
+    from botocore.config import Config
+
+    with _botocore_lock:
+        if not _botocore:
+            _botocore.append(botocore.session.get_session())
+        session = _botocore[0]
+        assert isinstance(session, botocore.session.Session)
+        return session.create_client(
+            "sts", endpoint_url=endpoint_url, region_name=region, aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=3,
+                          read_timeout=10))
+
+
+def _caller_identity(endpoint_url: str, region: str, key_id: str, secret: str) -> Check:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        sts: Any = _sts_client(endpoint_url, region, key_id, secret)
+        sts.get_caller_identity()
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        if code in AWS_REFUSALS or status in (401, 403):
+            return Check(False, f"AWS access key refused ({status} {code})")
+        return Check(False, f"AWS STS error ({status} {code})", status in (0, 429) or
+                     status >= 500 or "Throttl" in code)
+    except BotoCoreError as exc:
+        return Check(False, f"AWS STS unreachable ({type(exc).__name__})", True)
+    return Check(True)
+
+
+async def check_aws_key(endpoint_url: str, region: str, key_id: str, secret: str) -> Check:
+    """``sts:GetCallerIdentity`` at ``endpoint_url`` signed with the key (in a thread)."""
+    return await asyncio.to_thread(_caller_identity, endpoint_url, region, key_id, secret)
 
 
 async def with_retries(attempt: Callable[[], Awaitable[Check]],

@@ -1,7 +1,7 @@
-"""The objects the sandbox seeds for IntelliPrompt: namespaces, the ``backend`` Deployment,
-its Secrets, the ExternalSecrets and SecretStore of production, RBAC (including the
-``developers-read-secrets`` RoleBinding that breaks the runbook's policy) and a
-ServiceAccount."""
+"""The objects the sandbox seeds for IntelliPrompt: namespaces, the ``backend`` and
+``ci-runner`` Deployments, their Secrets, the ExternalSecrets and SecretStore of
+production, RBAC (including the ``developers-read-secrets`` RoleBinding that breaks the
+runbook's policy) and a ServiceAccount."""
 
 from __future__ import annotations
 
@@ -82,6 +82,44 @@ def backend_deployment(
     }
 
 
+def ci_aws_key(ns: str, access_key_id: str, secret_access_key: str) -> Obj:
+    """Secret ``ci-aws-key``: the CI runner's AWS access key, as the AWS SDKs' variables."""
+    return secret(ns, "ci-aws-key", {"AWS_ACCESS_KEY_ID": access_key_id,
+                                     "AWS_SECRET_ACCESS_KEY": secret_access_key},
+                  labels={"app": "ci-runner"})
+
+
+def ci_runner_deployment(ns: str, *, endpoint_url: str, region: str, replicas: int = 1,
+                         progress_deadline_seconds: int = 8) -> Obj:
+    """Deployment ``ci-runner``: the AWS key from ``ci-aws-key``, the CI account's endpoint
+    (``AWS_ENDPOINT_URL``, as the AWS SDKs read it) and region."""
+    labels = {"app": "ci-runner"}
+    env = [
+        _secret_env("AWS_ACCESS_KEY_ID", "ci-aws-key", "AWS_ACCESS_KEY_ID"),
+        _secret_env("AWS_SECRET_ACCESS_KEY", "ci-aws-key", "AWS_SECRET_ACCESS_KEY"),
+        {"name": "AWS_ENDPOINT_URL", "value": endpoint_url},
+        {"name": "AWS_REGION", "value": region},
+    ]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "ci-runner", "namespace": ns, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": progress_deadline_seconds,
+            "revisionHistoryLimit": 10,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{
+                    "name": "ci-runner", "image": "intelliprompt/ci-runner:2.3.0", "env": env,
+                }]},
+            },
+        },
+    }
+
+
 def service_account(ns: str, name: str = "backend") -> Obj:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": name, "namespace": ns}}
@@ -130,6 +168,19 @@ def external_secrets(ns: str, refresh_interval: str = "5m") -> list[Obj]:
              "remoteRef": {"key": "prod/intelliprompt/db", "property": "password"}},
         ], refresh_interval),
     ]
+
+
+def ci_external_secret(ns: str, refresh_interval: str = "5m") -> Obj:
+    """``intelliprompt-ci`` -> ``ci-aws-key``, from ``prod/intelliprompt/ci-aws-key``'s
+    ``access_key_id`` and ``secret_access_key`` (not in :func:`intelliprompt`: a world
+    without the CI account's secret has no use for it)."""
+    remote = "prod/intelliprompt/ci-aws-key"
+    return _external_secret(ns, "intelliprompt-ci", "ci-aws-key", [
+        {"secretKey": "AWS_ACCESS_KEY_ID",
+         "remoteRef": {"key": remote, "property": "access_key_id"}},
+        {"secretKey": "AWS_SECRET_ACCESS_KEY",
+         "remoteRef": {"key": remote, "property": "secret_access_key"}},
+    ], refresh_interval)
 
 
 def _role(ns: str, name: str, rules: list[Obj]) -> Obj:

@@ -1,6 +1,7 @@
 """The simulated kubelet: runs every pod of the store, resolves its environment once at
-start (so a later Secret change needs a restart), runs the backend's start-up checks, keeps
-its log and moves its status (Running, then Ready or not), and removes terminating pods."""
+start (so a later Secret change needs a restart), runs the backend's start-up checks (or the
+CI runner's: its AWS key), keeps its log and moves its status (Running, then Ready or not),
+and removes terminating pods."""
 
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ class RunningPod:
     @property
     def is_backend(self) -> bool:
         return any(k in self.env for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DB_HOST"))
+
+    @property
+    def is_ci_runner(self) -> bool:
+        return "AWS_ACCESS_KEY_ID" in self.env and not self.is_backend
 
 
 class MissingReference(Exception):
@@ -215,8 +220,11 @@ class Kubelet:
         started_at = rfc3339()
         running.started = True
         self._set_status(running, **self._status(running, started_at, False))
-        running.say("Starting IntelliPrompt backend")
+        ci_runner = running.is_ci_runner
+        running.say("Starting CI runner" if ci_runner else "Starting IntelliPrompt backend")
         await asyncio.sleep(self._start_seconds(pod))
+        if ci_runner and not await self._ci_checks(running):
+            return
         if running.is_backend and not await self._checks(running):
             return
         running.ready = True
@@ -257,6 +265,25 @@ class Kubelet:
                 return False
             running.say(f"{provider} key ok")
         running.say("API initialized")
+        return True
+
+    async def _ci_checks(self, running: RunningPod) -> bool:
+        """The CI runner's start: its AWS key must authenticate (``sts:GetCallerIdentity``
+        at ``AWS_ENDPOINT_URL``); a refused key is fatal, as a backend's refused key is."""
+        env = running.env
+
+        def retry(result: backend.Check, attempt: int) -> None:
+            running.say(f"WARN: {result.reason}, retrying (attempt {attempt})")
+
+        result = await backend.with_retries(functools.partial(
+            backend.check_aws_key, env.get("AWS_ENDPOINT_URL", ""),
+            env.get("AWS_REGION", "us-east-1"), env["AWS_ACCESS_KEY_ID"],
+            env.get("AWS_SECRET_ACCESS_KEY", "")), retry)
+        if not result.ok:
+            running.say(f"FATAL: {result.reason}")
+            return False
+        running.say("AWS credentials ok")
+        running.say("CI runner ready")
         return True
 
     def read_log(self, namespace: str, name: str, params: dict[str, str]) -> str:

@@ -222,9 +222,9 @@ class RealCluster:
             response.raise_for_status()
             return str(response.json()["status"]["token"])
 
-    def rolled_out(self, namespace: str) -> bool:
+    def rolled_out(self, namespace: str, name: str = "backend") -> bool:
         with self._admin() as client:
-            response = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/backend")
+            response = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
         if response.status_code != 200:
             return False
         deployment = response.json()

@@ -30,6 +30,8 @@ def _current(wiring: Wiring, secret: str, environment: str) -> Credential:
 @pytest.mark.parametrize("environment", ["development", "staging", "production"])
 def test_seeded_credentials_work_where_they_are_used(wiring: Wiring, environment: str) -> None:
     for secret in wiring.inventory.secret_ids():
+        if environment not in wiring.inventory.environments_of(secret):
+            continue  # ci-aws-key: staging and production only
         for store in wiring.stores(secret, environment):
             assert store.read() is not None, store.name
             assert store.read(Stage.pending) is None, store.name
