@@ -26,7 +26,7 @@ GOAL_S = 2.0
 
 
 def _secretops(bench: Bench, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "secretops.cli", *args, "--inventory",
+    subprocess.run([sys.executable, "-m", "cli", *args, "--inventory",
                     bench.info["inventory"]], cwd=ROOT, check=True, capture_output=True,
                    timeout=300)
 
@@ -96,9 +96,9 @@ def one(bench: Bench, receiver_url: str, repeat: int) -> dict[str, float]:
 
 
 def run(bench: Bench, repeats: int) -> dict[str, Any]:
+    from cli.alerts import BackgroundReceiver
     from secretops.alerts.app import create_app
     from secretops.alerts.serve import build_receiver
-    from secretops.cli.alerts import BackgroundReceiver
     from secretops.inventory import load_inventory
 
     with warm_worker(bench):

@@ -77,8 +77,8 @@ def run(bench: Bench, repeats: int, tasks_per_flow: int = 50) -> dict[str, Any]:
     cold = {
         "python -c pass": [_cold("-c", "pass") for _ in range(repeats)],
         "python -c 'import prefect'": [_cold("-c", "import prefect") for _ in range(repeats)],
-        "secretops --help": [_cold("-m", "secretops.cli", "--help") for _ in range(repeats)],
-        "secretops inventory check": [_cold("-m", "secretops.cli", "inventory", "check",
+        "secretops --help": [_cold("-m", "cli", "--help") for _ in range(repeats)],
+        "secretops inventory check": [_cold("-m", "cli", "inventory", "check",
                                             "--inventory", inventory) for _ in range(repeats)],
     }
     run_in_process(empty())

@@ -145,7 +145,7 @@ def _leaked(bench: Bench) -> str:
 
 
 def _cli(bench: Bench) -> None:
-    subprocess.run([sys.executable, "-m", "secretops.cli", "leak", "openai", "--env", ENV,
+    subprocess.run([sys.executable, "-m", "cli", "leak", "openai", "--env", ENV,
                     "--drill", "--inventory", bench.info["inventory"]],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
 

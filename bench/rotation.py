@@ -47,7 +47,7 @@ def _flow_db(strategy: str) -> Callable[[Bench], float]:
 
 def _cli(*args: str) -> Callable[[Bench], None]:
     def run(bench: Bench) -> None:
-        subprocess.run([sys.executable, "-m", "secretops.cli", "rotate", *args, "--env", ENV,
+        subprocess.run([sys.executable, "-m", "cli", "rotate", *args, "--env", ENV,
                         "--inventory", bench.info["inventory"]], cwd=ROOT, check=True,
                        capture_output=True, timeout=300)
 

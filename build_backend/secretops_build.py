@@ -1,12 +1,12 @@
 """The build backend of the repository's root: setuptools, plus the sandbox in editable installs.
 
 The repository holds two distributions: ``secretops`` (``pyproject.toml``: the packages
-secretops, flows, tasks and deployments) and ``secretops-sandbox`` (``sandbox/pyproject.toml``:
-the package sandbox and the dependencies only it needs). Wheels and sdists of the root are
-setuptools' own, the product alone. An editable install of the root (``pip install -e .``, a
-checkout) is for working on both, so its build also maps the ``sandbox`` package to
-``sandbox/`` and requires what ``sandbox/pyproject.toml`` lists (the one place that list
-lives), less the sandbox's requirement of secretops itself.
+secretops, cli, flows, tasks and deployments) and ``secretops-sandbox``
+(``sandbox/pyproject.toml``: the package sandbox and the dependencies only it needs). Wheels
+and sdists of the root are setuptools' own, the product alone. An editable install of the
+root (``pip install -e .``, a checkout) is for working on both, so its build also maps the
+``sandbox`` package to ``sandbox/`` and requires what ``sandbox/pyproject.toml`` lists (the
+one place that list lives), less the sandbox's requirement of secretops itself.
 
 How: while an editable hook runs, setuptools' reading of the root's ``pyproject.toml``
 (``setuptools.config.pyprojecttoml.read_configuration``) returns that configuration with the

@@ -68,7 +68,7 @@ def _holder() -> Any:
 def _acquire(client: Any, names: list[str], lease_seconds: float, wait: bool = True) -> Any:
     """The lease id of one slot of every limit in ``names``; without ``wait``, None when
     another run holds one of them."""
-    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
 
     holder = _holder()
     while True:
@@ -76,7 +76,7 @@ def _acquire(client: Any, names: list[str], lease_seconds: float, wait: bool = T
             response = client.increment_concurrency_slots_with_lease(
                 names=names, slots=1, mode="concurrency", lease_duration=lease_seconds,
                 holder=holder)
-        except httpx.HTTPStatusError as exc:
+        except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 423:
                 raise
             if not wait:

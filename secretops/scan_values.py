@@ -3,8 +3,9 @@ and previous, in every environment) and the credentials the flows themselves use
 
 from __future__ import annotations
 
+from secretops.credentials import resolve_credential
 from secretops.errors import SecretopsError
-from secretops.inventory import Inventory, resolve_credential
+from secretops.inventory import Inventory
 from secretops.models import SecretValue
 from secretops.scan import collect_store_values
 from secretops.wiring import Wiring

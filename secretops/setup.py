@@ -26,8 +26,9 @@ from typing import Any
 from uuid import UUID
 
 from secretops import automations
+from secretops.credentials import resolve_credential
 from secretops.errors import SecretopsError
-from secretops.inventory import Inventory, resolve_credential
+from secretops.inventory import Inventory
 from secretops.prefect_setup import ensure_concurrency_limits
 
 PROCESS_POOL = "secretops-process"

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from secretops.credentials import resolve_credential
 from secretops.errors import InventoryError
 from secretops.inventory import (
     AwsSecretStoreSpec,
@@ -21,7 +22,6 @@ from secretops.inventory import (
     DotenvStoreSpec,
     Inventory,
     KubernetesSecretStoreSpec,
-    resolve_credential,
 )
 from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider, SecretStore

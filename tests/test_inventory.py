@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from secretops.credentials import CredentialError, resolve_credential
 from secretops.errors import InventoryError
 from secretops.inventory import (
     AwsSecretStoreSpec,
-    CredentialError,
     DockerSecretStoreSpec,
     DotenvStoreSpec,
     KubernetesSecretStoreSpec,
     inventory_path,
     load_inventory,
-    resolve_credential,
 )
 from secretops.models import DbStrategy, Environment, SecretValue
 
@@ -29,7 +28,7 @@ BAD = sorted(p for p in (HERE / "inventories").glob("*.yaml") if p.name != "vali
 
 def test_shipped_inventory_loads() -> None:
     inv = load_inventory(ROOT / "inventory.yaml")
-    assert inv.secret_ids() == ["openai", "anthropic", "db-password"]
+    assert inv.secret_ids() == ["openai", "anthropic", "db-password", "ci-aws-key"]
     assert inv.environments_of("openai") == [
         Environment.development,
         Environment.staging,
@@ -49,6 +48,12 @@ def test_shipped_inventory_loads() -> None:
     assert inv.namespace("development") is None
     assert inv.allowed_groups("production") == ["devops"]
     assert inv.provider_settings("openai").admin_credential == "openai-admin"
+    # the CI key: a third provider's, in staging and production only
+    assert inv.environments_of("ci-aws-key") == [Environment.staging, Environment.production]
+    assert inv.provider_of("ci-aws-key").name == "aws_iam"
+    assert inv.provider_settings("ci-aws-key").users[Environment.production] == "intelliprompt-ci"
+    (runner,) = inv.consumers_of("ci-aws-key")
+    assert (runner.deployment, runner.verify_log) == ("ci-runner", "CI runner ready")
     assert inv.postgres("production").database == "intelliprompt"
     assert inv.source == (ROOT / "inventory.yaml").absolute()
 

@@ -33,7 +33,7 @@ def test_help_lists_every_command_quickly() -> None:
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        result = run(sys.executable, "-m", "secretops.cli", "--help")
+        result = run(sys.executable, "-m", "cli", "--help")
         best = min(best, time.perf_counter() - started)
         assert result.returncode == 0, result.stderr
     for command in ("quickstart", "sandbox", "inventory", "dev", "rotate", "scan"):

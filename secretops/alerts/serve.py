@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from secretops.alerts.app import ReceiverConfig, create_app
 from secretops.alerts.matching import FingerprintIndex, inventory_stores
 from secretops.alerts.respond import Responder
+from secretops.credentials import resolve_credential
 from secretops.errors import SecretopsError
-from secretops.inventory import Inventory, resolve_credential
+from secretops.inventory import Inventory
 from secretops.wiring import Wiring
 
 WEBHOOK_CREDENTIAL = "github-webhook-secret"

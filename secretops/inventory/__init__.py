@@ -5,7 +5,6 @@ it, how it is rotated, who may read it, and which credentials secretops itself u
 :class:`Inventory` answers the flows' questions (``stores``, ``role_for``, ``strategy_for``...).
 """
 
-from secretops.inventory.credentials import CredentialError, resolve_credential
 from secretops.inventory.loader import inventory_path, load_inventory, parse_inventory
 from secretops.inventory.model import (
     AccessPolicy,
@@ -32,7 +31,6 @@ __all__ = [
     "AwsSecretStoreSpec",
     "AwsSettings",
     "ConsumerSpec",
-    "CredentialError",
     "CredentialRef",
     "DockerSecretStoreSpec",
     "DotenvStoreSpec",
@@ -49,5 +47,4 @@ __all__ = [
     "inventory_path",
     "load_inventory",
     "parse_inventory",
-    "resolve_credential",
 ]

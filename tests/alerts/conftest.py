@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.alerts import BackgroundReceiver
 from secretops.alerts.app import create_app
 from secretops.alerts.serve import Receiver, build_receiver
-from secretops.cli.alerts import BackgroundReceiver
 from secretops.inventory import load_inventory
 from secretops.models import SecretValue
 from tests.flows.conftest import World, clean_prefect, free_held_locks, world

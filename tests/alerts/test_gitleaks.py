@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from cli import drill
 from sandbox.openai_state import new_key_value
 from sandbox.realkube import binaries
 from secretops.adapters.files import DotenvStore
 from secretops.alerts.findings import parse_report
 from secretops.alerts.matching import FingerprintIndex, Verdict
-from secretops.cli import drill
 from secretops.models import SecretValue
 
 

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from secretops import automations
-from secretops.inventory import load_inventory, resolve_credential
+from secretops.credentials import resolve_credential
+from secretops.inventory import load_inventory
 from secretops.models import Credential, SecretValue, Stage
 from tests.alerts.conftest import Alerts, World, start_receiver
 from tests.deploy.stack import Stack

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secretops.cli import build_parser, main
-from secretops.cli.arguments import iso_time, person_text, positive_int
+from cli import build_parser, main
+from cli.arguments import iso_time, person_text, positive_int
 
 INVENTORY = str(Path(__file__).parents[2] / "inventory.yaml")
 SECRETS = {"openai", "anthropic", "db-password"}

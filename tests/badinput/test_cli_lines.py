@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from secretops.cli import main
-from secretops.cli.arguments import MAX_TEXT
+from cli import main
+from cli.arguments import MAX_TEXT
 
 INVENTORY = str(Path(__file__).parents[2] / "inventory.yaml")
 
@@ -51,7 +51,7 @@ def test_one_clear_line(argv: list[str], code: int, said: str,
 
 
 def test_a_zoned_time_is_read_in_utc() -> None:
-    from secretops.cli.arguments import iso_time
+    from cli.arguments import iso_time
 
     assert iso_time("2026-11-28T10:00+01:00").isoformat() == "2026-11-28T09:00:00+00:00"
     assert iso_time("2026-11-28T10:00").isoformat() == "2026-11-28T10:00:00+00:00"

@@ -87,7 +87,7 @@ class Stack:
 
     def secretops(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the ``secretops`` command line with the stack's inventory."""
-        return run([sys.executable, "-m", "secretops.cli", *args, "--inventory",
+        return run([sys.executable, "-m", "cli", *args, "--inventory",
                     str(self.inventory)], {**os.environ, **self.credentials_env})
 
 

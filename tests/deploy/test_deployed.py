@@ -13,7 +13,8 @@ import yaml
 
 from deployments.catalogue import catalogue
 from secretops import automations
-from secretops.inventory import load_inventory, resolve_credential
+from secretops.credentials import resolve_credential
+from secretops.inventory import load_inventory
 from secretops.models import SecretValue, Stage
 from secretops.setup import KUBERNETES_POOL, PROCESS_POOL
 from secretops.wiring import Wiring

@@ -42,7 +42,7 @@ def test_a_key_that_expires_within_the_margin_is_due(world: World) -> None:
         due = {(d.secret, d.environment): d for d in
                find_due_rotations.fn(world.path, ["staging"], False)}
         shown = subprocess.run(
-            [sys.executable, "-m", "secretops.cli", "inventory", "check", "--keys",
+            [sys.executable, "-m", "cli", "inventory", "check", "--keys",
              "--inventory", world.path], capture_output=True, text=True, timeout=120)
     finally:
         _set_expiry(world, "staging", 300 * 86400)  # beyond the margin: due by schedule only

@@ -271,7 +271,7 @@ def test_two_duplicate_runs_at_once(world: World, load: Any) -> None:
     secret, environment = "openai", "staging"
     old = assert_converged(world, secret, environment)
     world.seen.append(old)
-    command = [sys.executable, "-m", "secretops.cli", "rotate", "api-key", secret, "--env",
+    command = [sys.executable, "-m", "cli", "rotate", "api-key", secret, "--env",
                environment, "--inventory", world.path]
     with load(environment) as result:
         runs = [subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),

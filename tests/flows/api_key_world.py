@@ -158,5 +158,5 @@ def wait_for_state(name: str, state: StateType, timeout: float = 30) -> FlowRun:
 
 
 def secretops_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "secretops.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT,
                           env=os.environ.copy(), capture_output=True, text=True, timeout=120)

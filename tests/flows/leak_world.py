@@ -75,7 +75,7 @@ class CliRun:
 
 def leak_command(world: World, secret: str, since: datetime, postmortems: Path,
                  *extra: str) -> list[str]:
-    return [sys.executable, "-m", "secretops.cli", "leak", secret, "--since", since.isoformat(),
+    return [sys.executable, "-m", "cli", "leak", secret, "--since", since.isoformat(),
             "--inventory", world.path, "--postmortem-dir", str(postmortems), *extra]
 
 

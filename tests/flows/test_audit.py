@@ -64,7 +64,7 @@ def test_policy_respected_without_the_binding(world: World, kubectl: Any,
 @pytest.mark.usefixtures("clean_prefect")
 def test_cli_exits_non_zero_on_a_broken_policy(world: World) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "secretops.cli", "audit", "--inventory", world.path],
+        [sys.executable, "-m", "cli", "audit", "--inventory", world.path],
         cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert PLANTED in result.stdout + result.stderr

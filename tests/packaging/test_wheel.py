@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("secretops", "flows", "tasks", "deployments")
+PRODUCT = ("secretops", "cli", "flows", "tasks", "deployments")
 SOURCES = (*PRODUCT, "sandbox", "build_backend", "pyproject.toml", "README.md", "MANIFEST.in")
 DATA = ("*.py", "*.yaml", "*.example", "py.typed")  # [tool.setuptools.package-data] and code
 # what the sandbox's servers run on (moto's is a Flask app; PostgreSQL's binaries; uvicorn's parser)
@@ -111,7 +111,7 @@ def test_the_product_requires_nothing_only_the_sandbox_needs(product: zipfile.Zi
     assert sandbox_only() >= SERVERS
     assert {"prefect", "starlette", "uvicorn"} <= runtime  # the alert receiver serves with both
     entry_points = product.read(f"secretops-{VERSION}.dist-info/entry_points.txt").decode()
-    assert "secretops = secretops.cli:main" in entry_points
+    assert "secretops = cli:main" in entry_points
 
 
 def test_the_product_sdist_builds_without_the_sandbox(source: Path, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_the_product_sdist_builds_without_the_sandbox(source: Path, tmp_path: Pa
     with tarfile.open(tmp_path / name) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     assert not [n for n in names if n.startswith("sandbox")]
-    assert {"pyproject.toml", "build_backend/secretops_build.py", "secretops/cli/__init__.py"} \
+    assert {"pyproject.toml", "build_backend/secretops_build.py", "cli/__init__.py"} \
         <= names
 
 

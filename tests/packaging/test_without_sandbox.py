@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from secretops.cli.commands import SANDBOX_MISSING
+from cli.commands import SANDBOX_MISSING
 
 COMMANDS = [
     ["quickstart"],
@@ -25,7 +25,7 @@ COMMANDS = [
 SCRIPT = """
 import contextlib, io, json, sys
 sys.modules["sandbox"] = None
-from secretops.cli import main
+from cli import main
 answers = []
 for argv in json.loads(sys.argv[1]):
     err = io.StringIO()

@@ -26,7 +26,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def up(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "secretops.cli", "sandbox", "up", "--dir", str(directory),
+        [sys.executable, "-m", "cli", "sandbox", "up", "--dir", str(directory),
          "--kubernetes", "real"], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=240)
 

@@ -138,7 +138,7 @@ def test_a_conflict_storm_answers_the_real_409_status_until_cleared(
     with pytest.raises(ApiException) as stale:  # a real conflict, from the real API server
         core.replace_namespaced_secret("s", ns, created)
     real = json.loads(stale.value.body)
-    fault = subprocess.run([sys.executable, "-m", "secretops.cli", "sandbox", "fault",
+    fault = subprocess.run([sys.executable, "-m", "cli", "sandbox", "fault",
                             "kubernetes", "--conflict-rate", "1.0", "--dir", sandbox["dir"]],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert fault.returncode == 0, fault.stderr

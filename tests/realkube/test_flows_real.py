@@ -139,7 +139,7 @@ def test_an_external_secret_eso_will_not_resync_fails_fast(world: World, kubectl
         with pytest.raises(KubeRefused, match="refreshInterval is 0"):
             asyncio.run(rotate_db_password(environment="production", inventory=world.path))
         seconds = time.monotonic() - began
-        check = subprocess.run([sys.executable, "-m", "secretops.cli", "inventory", "check",
+        check = subprocess.run([sys.executable, "-m", "cli", "inventory", "check",
                                 "--cluster", "--inventory", world.path], cwd=ROOT,
                                capture_output=True, text=True, timeout=60)
         assert check.returncode == 1, check.stdout + check.stderr

@@ -207,8 +207,8 @@ def test_cli_redaction_switches_the_openai_listing(
     import openai
     from openai.types.admin.organization.projects.project_api_key import ProjectAPIKey
 
+    from cli import build_parser
     from sandbox.openai_api import OpenAIState, openai_app
-    from secretops.cli import build_parser
 
     faults, state = Faults(), OpenAIState()
     state.redaction = lambda: faults.get("openai").redaction

@@ -19,7 +19,7 @@ from secretops.inventory import load_inventory
 
 
 def secretops(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "secretops.cli", *args],
+    return subprocess.run([sys.executable, "-m", "cli", *args],
                           capture_output=True, text=True, timeout=120)
 
 

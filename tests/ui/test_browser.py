@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from sandbox.manager import mint_console_key
-from secretops.inventory import load_inventory, resolve_credential
+from secretops.credentials import resolve_credential
+from secretops.inventory import load_inventory
 from secretops.models import SecretValue, Stage
 from secretops.wiring import Wiring
 from tests.deploy.stack import BLOCK_CREDENTIALS, Stack

@@ -86,7 +86,7 @@ def _respond(args: argparse.Namespace, secret: str, environments: list[str], mat
     """The leak CLI's response for one live value: revoke it first, then run the flow."""
     from datetime import UTC, datetime
 
-    from secretops.cli import runs
+    from cli import runs
 
     reported_at = datetime.now(UTC)
     path = runs._prepare(args.inventory)
@@ -162,7 +162,7 @@ class BackgroundReceiver:
 
 
 def drill_via_github(args: argparse.Namespace) -> int:
-    from secretops.cli import drill
+    from cli import drill
 
     return drill.run(args)
 

@@ -173,19 +173,19 @@ def dev_init(args: argparse.Namespace) -> int:
 
 
 def rotate_api_key(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from cli import runs
 
     return runs.rotate_api_key(args)
 
 
 def rotate_db_password(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from cli import runs
 
     return runs.rotate_db_password(args)
 
 
 def rotate_all(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from cli import runs
 
     return runs.rotate_all(args)
 
@@ -206,7 +206,7 @@ def setup(args: argparse.Namespace) -> int:
 
 
 def leak(args: argparse.Namespace) -> int:
-    from secretops.cli import alerts, runs
+    from cli import alerts, runs
 
     wrong = alerts.leak_arguments_error(args)
     if wrong:
@@ -219,19 +219,19 @@ def leak(args: argparse.Namespace) -> int:
 
 
 def alerts_serve(args: argparse.Namespace) -> int:
-    from secretops.cli import alerts
+    from cli import alerts
 
     return alerts.serve(args)
 
 
 def audit(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from cli import runs
 
     return runs.audit(args)
 
 
 def break_glass(args: argparse.Namespace) -> int:
-    from secretops.cli import runs
+    from cli import runs
 
     return runs.break_glass(args)
 
@@ -281,7 +281,7 @@ def scan(args: argparse.Namespace) -> int:
 
 
 def quickstart(args: argparse.Namespace) -> int:
-    from secretops.cli import quickstart as qs
+    from cli import quickstart as qs
 
     if args.stop:
         return qs.stop(Path(args.dir))

@@ -142,14 +142,15 @@ def wait_for_run(fingerprint: str, timeout: float) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from secretops.cli.commands import require_sandbox
+    from cli.commands import require_sandbox
 
     require_sandbox()
+    from cli.alerts import BackgroundReceiver
     from secretops.alerts.app import create_app
     from secretops.alerts.findings import parse_report
     from secretops.alerts.serve import REPORT_CREDENTIAL, build_receiver
-    from secretops.cli.alerts import BackgroundReceiver
-    from secretops.inventory import load_inventory, resolve_credential
+    from secretops.credentials import resolve_credential
+    from secretops.inventory import load_inventory
     from secretops.models import Stage
 
     info_file = Path(args.dir) / "sandbox.json"

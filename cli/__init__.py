@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from secretops.cli import commands
-from secretops.cli.arguments import Parser, iso_time, person_text, positive_int
+from cli import commands
+from cli.arguments import Parser, iso_time, person_text, positive_int
 
 EPILOG = """\
 Every command reads the inventory (which secrets exist, where they live, who may read them)

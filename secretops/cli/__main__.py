@@ -1,5 +1,0 @@
-import sys
-
-from secretops.cli import main
-
-sys.exit(main())
