@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import Field
 
-from secretops.errors import InventoryError, SecretopsError
+from secretops.errors import InventoryError
 from secretops.prefect_setup import lock_name
-from secretops.report import RunReport, StepResult
+from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
-from tasks.consumers import restart_pods, sync_external_secret, verify_logs
-from tasks.stores import restore_previous, update_secret
 
 R = TypeVar("R")
-
-
-class RotationFailed(SecretopsError):
-    """The rotation failed and was rolled back (or the rollback failed too, and says so)."""
 
 
 SecretId = Annotated[str, Field(
@@ -71,53 +65,3 @@ async def publish(report: RunReport, key: str) -> None:
     slug = "".join(c if c.isalnum() else "-" for c in key.lower()).strip("-")
     await acreate_markdown_artifact(markdown=report.markdown(), key=slug,
                                     description=report.title)
-
-
-async def roll_back_and_fail(
-    report: RunReport, key: str, what: str, cause: Exception, roll_back: Callable[[], None], *,
-    undone: str, restored: str, may_disagree: str,
-) -> NoReturn:
-    """After a failed step once something has changed: undo it (``roll_back``), publish the
-    report and fail the run with what happened and what state it left. ``undone`` is the
-    report's outcome, ``restored`` what the error says was put back, ``may_disagree`` what
-    may be left inconsistent when the rollback fails too."""
-    report.failed("verification", cause)
-    try:
-        roll_back()
-    except Exception as undo:
-        report.failed("roll back", undo)
-        report.outcome = "failed, and so did the rollback: see the steps above"
-        await publish(report, key)
-        raise RotationFailed(
-            f"{what} failed ({cause}), and so did the rollback ({undo}); {may_disagree} may "
-            "disagree: see the run's report, fix the cause and rerun (a rerun finishes or "
-            "undoes it)"
-        ) from None
-    report.outcome = f"failed and rolled back: {undone}"
-    await publish(report, key)
-    raise RotationFailed(
-        f"{what} failed ({cause}); {restored}. See the run's report, fix the cause and rerun."
-    ) from None
-
-
-def propagate(secret: str, environment: str, inventory: str, report: RunReport) -> StepResult:
-    """Runbook steps "Update secret" and "Restart pods" with their checks: the pending value
-    becomes current in every store (and ESO syncs it in production), the consumers restart,
-    and their new pods log that they started with it. Returns the restart's result."""
-    report.add(update_secret(secret, environment, inventory))
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
-    return restart
-
-
-def restore(secret: str, environment: str, inventory: str, report: RunReport,
-            revert: Callable[[], object] = lambda: None) -> None:
-    """The rollback of :func:`propagate`: the previous value current again in every store
-    (and, with ``revert``, wherever else it was changed), the consumers restarted on it and
-    healthy."""
-    report.add(restore_previous(secret, environment, inventory))
-    revert()
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))

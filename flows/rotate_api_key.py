@@ -8,7 +8,9 @@
 
 The old key is revoked only after the new one is verified in every consumer. A failure before
 step 5 puts the previous key back everywhere, restarts, checks the application is healthy again,
-revokes the new key and fails the run with what happened and what to do.
+revokes the new key and fails the run with what happened and what to do. The steps are those of
+every provider's keys (``tasks.rotation.KEYS``), driven as every rotation is
+(``tasks.rotation.rotate``).
 """
 
 from __future__ import annotations
@@ -26,35 +28,19 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
-from flows.common import (
-    RotationFailed,
-    SecretId,
-    inventory_path,
-    key_secret,
-    propagate,
-    publish,
-    restore,
-    roll_back_and_fail,
-    secret_lock,
-)
+from flows.common import SecretId, inventory_path, key_secret, publish, secret_lock
 from secretops import locks
 from secretops.errors import NotRetryable, SecretopsError
 from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider
 from secretops.report import RunReport
 from secretops.staging import check_shape, needs_person, person_instructions, stage_key
-from tasks.api_keys import (
-    check_new_key,
-    generate_new_key,
-    revoke_new_key,
-    revoke_old_key,
-    verify_new_key,
-)
 from tasks.common import inventory_at, one_prefect_client, wiring_for
 from tasks.consumers import (
     check_external_secrets,
 )
 from tasks.plan import plan_rotation
+from tasks.rotation import KEYS, RotationFailed, rotate
 from tasks.stores import check_current_values
 
 PAUSE_KEY = "new-key"
@@ -105,38 +91,15 @@ async def rotate_api_key(
                 report.outcome = "cancelled: no key was provided in time; nothing changed"
                 await publish(report, f"rotate-{secret_id}-{env}")
                 return Cancelled(message=report.outcome)
-            report.add(generate_new_key(secret_id, env, path))
             try:
-                report.add(check_new_key(secret_id, env, path))
-            except SecretopsError as exc:
-                report.failed("Check the new key at the provider", exc)
-                report.add(revoke_new_key(secret_id, env, path))
-                report.outcome = "failed: the new key was refused; nothing changed"
+                rotate(KEYS, secret_id, env, path, report)
+            except RotationFailed as failed:
+                report.outcome = failed.outcome
                 await publish(report, f"rotate-{secret_id}-{env}")
-                raise RotationFailed(
-                    f"{exc}; nothing was changed. Create a new key and rerun."
-                ) from None
-            try:
-                propagate(secret_id, env, path, report)
-                report.add(verify_new_key(secret_id, env, path))
-            except Exception as exc:
-                await roll_back_and_fail(
-                    report, f"rotate-{secret_id}-{env}", f"rotating {secret_id} in {env}", exc,
-                    lambda: roll_back(secret_id, env, path, report),
-                    undone="the previous key is current again",
-                    restored="the previous key was restored, the application is healthy and "
-                             "the new key was revoked",
-                    may_disagree="the stores")
-            report.add(revoke_old_key(secret_id, env, path))
+                raise
         report.outcome = "rotated: the new key is current and verified, the old key is revoked"
         await publish(report, f"rotate-{secret_id}-{env}")
         return report.markdown()
-
-
-def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
-    """Put the previous key back everywhere, restart, check health, revoke the new key."""
-    restore(secret, environment, inventory, report)
-    report.add(revoke_new_key(secret, environment, inventory))
 
 
 async def wait_for_person_if_needed(

@@ -19,15 +19,7 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import (
-    RotationFailed,
-    inventory_path,
-    propagate,
-    publish,
-    restore,
-    roll_back_and_fail,
-    secret_lock,
-)
+from flows.common import inventory_path, publish, secret_lock
 from secretops import locks
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
@@ -35,14 +27,8 @@ from tasks.common import inventory_at, one_prefect_client
 from tasks.consumers import (
     check_external_secrets,
 )
-from tasks.database import (
-    create_new_password,
-    invalidate_old_password,
-    revert_in_database,
-    update_in_database,
-    verify_new_login,
-)
 from tasks.plan import plan_rotation
+from tasks.rotation import PASSWORDS, Rotation, RotationFailed, rotate
 from tasks.stores import check_current_values
 
 __all__ = ["RotationFailed", "rotate_db_password"]
@@ -81,35 +67,26 @@ async def rotate_db_password(
         with locks.hold([secret_lock(secret)]):
             report.add(check_external_secrets(secret, env, path))
             report.add(check_current_values(secret, env, path))
-            report.add(create_new_password(secret, env, path, chosen.value))
+            def finish(done: Rotation) -> dict[str, object]:
+                updated, restart = done.results["set"], done.results["propagate"]
+                password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
+                if chosen is DbStrategy.single:
+                    window = (restart.started_at + timedelta(seconds=restart.seconds)
+                              - password_set_at)
+                    report.notes.append(
+                        "single-user strategy: new connections made with the old password "
+                        f"were refused for {window.total_seconds():.1f} s (password change to "
+                        "end of restart); requests that needed one failed")
+                return {"terminate_old_sessions": terminate_old_sessions,
+                        "password_set_at": password_set_at}
+
             try:
-                updated = report.add(update_in_database(secret, env, path))
-                restart = propagate(secret, env, path, report)
-                report.add(verify_new_login(secret, env, path))
-            except Exception as exc:
-                await roll_back_and_fail(
-                    report, f"rotate-{secret}-{env}", f"rotating {secret} in {env}", exc,
-                    lambda: roll_back(secret, env, path, report),
-                    undone="the previous credentials are current again",
-                    restored="the previous credentials were restored and the application is "
-                             "healthy",
-                    may_disagree="the stores and the database")
-            password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
-            if chosen is DbStrategy.single:
-                window = restart.started_at + timedelta(seconds=restart.seconds) - password_set_at
-                report.notes.append(
-                    "single-user strategy: new connections made with the old password were "
-                    f"refused for {window.total_seconds():.1f} s (password change to end of "
-                    "restart); requests that needed one failed"
-                )
-            report.add(invalidate_old_password(secret, env, path, terminate_old_sessions,
-                                               password_set_at))
+                rotate(PASSWORDS, secret, env, path, report, create={"strategy": chosen.value},
+                       finish=finish)
+            except RotationFailed as failed:
+                report.outcome = failed.outcome
+                await publish(report, f"rotate-{secret}-{env}")
+                raise
         report.outcome = "rotated: the new credentials are current and verified, the old refused"
         await publish(report, f"rotate-{secret}-{env}")
         return report.markdown()
-
-
-def roll_back(secret: str, environment: str, inventory: str, report: RunReport) -> None:
-    """Previous credentials back in the stores and the database, restart, check health."""
-    restore(secret, environment, inventory, report,
-            revert=lambda: report.add(revert_in_database(secret, environment, inventory)))

@@ -1,6 +1,7 @@
 """The rotate-api-key procedure for a batch of keys that share their consumers, as a fleet run
-does it: every key is generated, checked, stored and verified on its own, but each consumer
-Deployment is restarted (and its logs verified) once for the whole batch, not once per key.
+does it, with the steps of every key (``tasks.rotation.KEYS``): every key is generated,
+checked, stored and verified on its own, but each consumer Deployment is restarted (and its
+logs verified) once for the whole batch, not once per key.
 
 The steps are the rotation's runbook steps, run here as plain calls inside the fleet's task
 (:func:`run_step`): a fleet of 200 keys would otherwise pay Prefect's per-task cost for nine
@@ -21,15 +22,9 @@ from secretops.errors import SecretopsError
 from secretops.models import RotationStatus
 from secretops.report import StepResult
 from secretops.staging import needs_person
-from tasks.api_keys import (
-    check_new_key,
-    generate_new_key,
-    revoke_new_key,
-    revoke_old_key,
-    verify_new_key,
-)
 from tasks.common import inventory_at, wiring_for
 from tasks.consumers import restart_pods, sync_external_secret, verify_logs
+from tasks.rotation import KEYS
 from tasks.stores import restore_previous, update_secret
 
 
@@ -94,7 +89,7 @@ def roll_back(batch: Batch, secrets: list[str], cause: str) -> None:
         batch.step(sync_external_secret, secret)
     restart_consumers(batch, secrets)
     for secret in secrets:
-        batch.step(revoke_new_key, secret)
+        batch.step(KEYS.unset, secret)
         batch.end(secret, RotationStatus.failed,
                   f"failed and rolled back ({cause}); the previous key is current")
 
@@ -108,15 +103,15 @@ def _stage(batch: Batch, secret: str) -> bool:
                   "needs a person: run rotate-api-key for it (the UI asks for the key)")
         return False
     try:
-        batch.step(generate_new_key, secret)
+        batch.step(KEYS.create, secret)
     except Exception as exc:
-        batch.step(revoke_new_key, secret)
+        batch.step(KEYS.unset, secret)
         batch.end(secret, RotationStatus.failed, f"no new key ({exc}); nothing changed")
         return False
     try:
-        batch.step(check_new_key, secret)
+        batch.step(KEYS.set, secret)
     except SecretopsError as exc:
-        batch.step(revoke_new_key, secret)
+        batch.step(KEYS.unset, secret)
         batch.end(secret, RotationStatus.failed,
                   f"the new key was refused ({exc}); nothing changed")
         return False
@@ -137,7 +132,7 @@ def rotate_batch(batch: Batch) -> None:
         except Exception as exc:
             batch.step(restore_previous, secret)
             batch.step(sync_external_secret, secret)
-            batch.step(revoke_new_key, secret)
+            batch.step(KEYS.unset, secret)
             batch.end(secret, RotationStatus.failed,
                       f"failed and rolled back ({exc}); nothing restarted")
     try:
@@ -147,14 +142,14 @@ def rotate_batch(batch: Batch) -> None:
     refused = []
     for secret in batch.open(stored):
         try:
-            batch.step(verify_new_key, secret)
+            batch.step(KEYS.test, secret)
         except Exception as exc:
             refused.append((secret, str(exc)))
     if refused:
         roll_back(batch, [secret for secret, _ in refused], "; ".join(e for _, e in refused))
     for secret in batch.open(stored):
         try:
-            batch.step(revoke_old_key, secret)
+            batch.step(KEYS.finish, secret)
         except Exception as exc:
             batch.end(secret, RotationStatus.failed,
                       f"the new key is current and verified but the old one is not revoked "

@@ -14,26 +14,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
-from secretops.errors import NotRetryable, SecretopsError
+from secretops.errors import NotRetryable
 from secretops.models import Stage
-from secretops.report import StepResult
+from secretops.report import RunReport, StepResult
 from secretops.revocation import Record, leaked_credential, read_stage, record_name, revoke
-from tasks.api_keys import (
-    check_new_key,
-    generate_new_key,
-    revoke_new_key,
-    revoke_old_key,
-    verify_new_key,
-)
 from tasks.common import inventory_at, one_prefect_client, runbook_step, wiring_for
-from tasks.consumers import restart_pods, sync_external_secret, verify_logs
-from tasks.database import (
-    create_new_password,
-    invalidate_old_password,
-    update_in_database,
-    verify_new_login,
-)
-from tasks.stores import update_secret
+from tasks.rotation import PASSWORDS, Policy, rotate, rotator_for
 
 
 def read_record(secret: str, environment: str) -> Record | None:
@@ -99,40 +85,17 @@ def record_postmortem(secret: str, environments: list[str], postmortem: str) -> 
 @task(name="rotate_in_environment", task_run_name="2-3. New credential for {environment}",
       persist_result=False, cache_policy=NO_CACHE, log_prints=False)
 def rotate_in_environment(secret: str, environment: str, inventory: str) -> list[StepResult]:
-    """Steps 2 and 3 in one environment, with the rotation flows' own tasks: a new credential
-    staged as pending, set at the target, made current in every store, the consumers restarted
-    and verified, the old credential's revocation checked. Never rolls back: the leaked
-    credential is revoked and must stay so."""
-    if inventory_at(inventory).secret(secret).is_password:
-        return _new_password(secret, environment, inventory)
-    return _new_key(secret, environment, inventory)
-
-
-def _propagate(secret: str, environment: str, inventory: str) -> list[StepResult]:
-    steps = [update_secret(secret, environment, inventory),
-             sync_external_secret(secret, environment, inventory)]
-    restart = restart_pods(secret, environment, inventory)
-    return [*steps, restart, verify_logs(secret, environment, inventory, since=restart.started_at)]
-
-
-def _new_key(secret: str, environment: str, inventory: str) -> list[StepResult]:
-    steps = [generate_new_key(secret, environment, inventory),
-             record_replacement(secret, environment, inventory)]
-    try:
-        steps.append(check_new_key(secret, environment, inventory))
-    except SecretopsError:
-        revoke_new_key(secret, environment, inventory)
-        raise
-    steps += _propagate(secret, environment, inventory)
-    return [*steps, verify_new_key(secret, environment, inventory),
-            revoke_old_key(secret, environment, inventory)]
-
-
-def _new_password(secret: str, environment: str, inventory: str) -> list[StepResult]:
-    strategy = inventory_at(inventory).strategy_for(secret, environment).value
-    steps = [create_new_password(secret, environment, inventory, strategy),
-             record_replacement(secret, environment, inventory),
-             update_in_database(secret, environment, inventory)]
-    steps += _propagate(secret, environment, inventory)
-    return [*steps, verify_new_login(secret, environment, inventory),
-            invalidate_old_password(secret, environment, inventory, True)]
+    """Steps 2 and 3 in one environment, with the rotation flows' own steps and driver
+    (:mod:`tasks.rotation`): a new credential staged as pending and recorded, set at its target,
+    made current in every store, the consumers restarted and verified, the old credential's
+    revocation checked. Never rolls back: the leaked credential is revoked and must stay so."""
+    rotator = rotator_for(inventory, secret)
+    create: dict[str, object] = {}
+    finish: dict[str, object] = {}
+    if rotator is PASSWORDS:
+        create = {"strategy": inventory_at(inventory).strategy_for(secret, environment).value}
+        finish = {"terminate_old_sessions": True}
+    report = RunReport(f"replace {secret} in {environment}")
+    rotate(rotator, secret, environment, inventory, report, Policy.FORWARD_ONLY,
+           create=create, after_create=record_replacement, finish=lambda _: finish)
+    return list(report.steps)

@@ -6,7 +6,7 @@
 ``AFTER`` is where the process dies:
 
 - the name of a task the flow module uses, or the rotate flows' shared sequences in
-  ``flows.common`` do (``update_secret``, ``restart_pods``...), or ``module:task`` for a task
+  ``tasks.rotation`` do (``update_secret``, ``restart_pods``...), or ``module:task`` for a task
   the flow reaches through another module (``tasks.leak:record_replacement``): a Prefect
   ``on_completion`` hook on that task kills the process once the step has completed;
 - ``pending-stored``: right after a store has saved the pending version (inside the first
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         task_module, _, task_name = args.after.rpartition(":")
         owners = ([importlib.import_module(task_module)] if task_module
-                  else [module, importlib.import_module("flows.common")])
+                  else [module, importlib.import_module("tasks.rotation")])
         task = next((found for owner in owners
                      if isinstance(found := getattr(owner, task_name, None), Task)), None)
         if task is None:

@@ -40,11 +40,11 @@ KILL_POINTS = [
     ("openai", "revoke_leaked"),
     ("openai", "key-created"),
     ("openai", "pending-stored"),
-    ("openai", "tasks.leak:update_secret"),
-    ("openai", "tasks.leak:restart_pods"),
+    ("openai", "tasks.rotation:update_secret"),
+    ("openai", "tasks.rotation:restart_pods"),
     ("openai", "list_readers"),
     ("openai", "record_postmortem"),
-    ("db-password", "tasks.leak:update_in_database"),
+    ("db-password", "tasks.rotation:update_in_database"),
 ]
 FIGURES: dict[str, str] = {}
 
