@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=None,
                    choices=["development", "staging", "production"],
                    help="an environment to rotate in (repeatable; default: all of them)")
+    p.add_argument("--secret", action="append", default=None, metavar="ID",
+                   help="only this secret of the inventory (repeatable; default: all of them)")
     p.add_argument("--force", action="store_true", help="rotate every secret, due or not")
     p.add_argument("--max-concurrency", type=positive_int, default=8, metavar="N",
                    help="lanes of consumer groups rotating at once (default: 8)")

@@ -89,9 +89,11 @@ def rotate_all(args: argparse.Namespace) -> int:
     if args.max_concurrency < 1:
         raise SecretopsError("--max-concurrency must be at least 1")
     path = _prepare(args.inventory)
+    for secret in args.secret or []:
+        _checked(path, secret)
     state = run_in_process(flow(environments=args.env, max_concurrency=args.max_concurrency,
                                 force=args.force, dry_run=args.dry_run, inventory=path,
-                                return_state=True))
+                                secrets=args.secret, return_state=True))
     if state.is_completed():
         print(state.result(), flush=True)
     return _finish(state)

@@ -33,7 +33,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import inventory_path, publish
+from flows.common import SecretId, inventory_path, publish
 from flows.rotate_db_password import rotate_db_password
 from secretops.errors import SecretopsError
 from secretops.models import Environment, RotationStatus
@@ -113,16 +113,17 @@ async def rotate_all(
     force: bool = False,
     dry_run: bool = False,
     inventory: str | None = None,
+    secrets: list[SecretId] | None = None,
 ) -> State[str]:
     """Rotate every secret that is due in ``environments`` (all when empty), at most
-    ``max_concurrency`` consumer groups at a time; ``force`` rotates everything; see the
-    module doc."""
+    ``max_concurrency`` consumer groups at a time; ``force`` rotates everything; ``secrets``
+    limits the run to those ids of the inventory (all when empty); see the module doc."""
     with one_prefect_client():
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         path = inventory_path(inventory)
         wanted = [Environment(e).value for e in environments or list(Environment)]
-        found = find_due_rotations(path, wanted, force)
+        found = find_due_rotations(path, wanted, force, secrets)
         due = [d for d in found if d.due]
         report = RunReport("Rotate every secret that is due",
                            {"environments": ", ".join(wanted), "due": f"{len(due)} of {len(found)}",

@@ -74,13 +74,16 @@ def last_fire(cron: str, timezone: str, now: datetime) -> datetime:
 
 @task(name="find_due_rotations", task_run_name="Find the rotations that are due",
       persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def find_due_rotations(inventory: str, environments: list[str], force: bool) -> list[Due]:
-    """Every (secret, environment) of the inventory in ``environments``, due or not, with the
+def find_due_rotations(inventory: str, environments: list[str], force: bool,
+                       secrets: list[str] | None = None) -> list[Due]:
+    """Every (secret, environment) of the inventory in ``environments`` (of ``secrets`` only,
+    when given: each must be in the inventory), due or not, with the
     last rotation time read from the primary store's current version, and for those not on
     schedule whether it holds a pending version (``READERS`` stores read at a time)."""
     inv, wiring = inventory_at(inventory), wiring_for(inventory)
     now = datetime.now(UTC)
-    pairs = [(secret_id, env) for secret_id in inv.secret_ids()
+    wanted = [inv.secret(secret_id).id for secret_id in secrets] if secrets else inv.secret_ids()
+    pairs = [(secret_id, env) for secret_id in wanted
              for env in inv.environments_of(secret_id) if env.value in environments]
     with ThreadPoolExecutor(max_workers=READERS) as pool:
         versions = list(pool.map(

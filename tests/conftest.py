@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -30,6 +31,19 @@ def sandbox() -> Iterator[dict[str, Any]]:
     finally:
         manager.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture()
+def ci_key_alone(sandbox: dict[str, Any]) -> Iterator[None]:
+    """The test has the CI key (``ci-aws-key``) to itself: the tests that rotate it or read
+    its IAM users' keys (on whichever worker) take this lock one at a time. A flow's own lock
+    covers one rotation, not a test's reads around it."""
+    with open(Path(sandbox["dir"]) / "ci-aws-key.tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,10 @@ class RunningPod:
 
     @property
     def is_ci_runner(self) -> bool:
-        return "AWS_ACCESS_KEY_ID" in self.env and not self.is_backend
+        """A CI runner: an AWS key pointed at the CI account (``AWS_ENDPOINT_URL``). Other
+        pods may hold AWS keys for their own use (the alert receiver reads Secrets Manager)."""
+        return ("AWS_ACCESS_KEY_ID" in self.env and "AWS_ENDPOINT_URL" in self.env
+                and not self.is_backend)
 
 
 class MissingReference(Exception):

@@ -131,6 +131,7 @@ def test_refusals_are_one_clear_line_and_change_nothing(
     openai_world: tuple[OpenAIState, str], account: str, case: str
 ) -> None:
     state, url = openai_world
+    state.per_account_keys = True  # as the organization allows (another test turns it off)
     admin = SecretValue(state.create_admin_key(read_only=case == "read-only admin"))
     project = "proj_missing" if case == "unknown project" else PROJECT
     accounts = {"staging": "svc_acct_missing" if case == "unknown account" else account}

@@ -14,6 +14,7 @@ from sandbox.openai_api import OpenAIState
 from sandbox.postgres import PostgresInfo
 from secretops.adapters.anthropic_admin import AnthropicProvider
 from secretops.adapters.aws import AwsConfig, AwsSecretStore
+from secretops.adapters.aws_iam import AwsIamProvider
 from secretops.adapters.files import DockerSecretStore, DotenvStore
 from secretops.adapters.kube_store import KubernetesSecretStore
 from secretops.adapters.openai_admin import OpenAIProvider
@@ -50,6 +51,8 @@ def test_wiring_builds_working_adapters(
         "postgres-admin": _credential(tmp_path, "postgres", pg.admin_password),
         "aws-access-key-id": _credential(tmp_path, "aws-id", ADMIN_ACCESS_KEY_ID),
         "aws-secret-access-key": _credential(tmp_path, "aws-key", SECRET_ACCESS_KEY),
+        "iam-rotator-access-key-id": _credential(tmp_path, "iam-id", "AKIAROTATOR000000000"),
+        "iam-rotator-secret-access-key": _credential(tmp_path, "iam-key", SECRET_ACCESS_KEY),
     }
     data["providers"]["openai"]["base_url"] = openai_url
     data["providers"]["anthropic"]["base_url"] = anthropic_url
@@ -97,6 +100,9 @@ def _check(wiring: Wiring, pg: PostgresInfo) -> None:
     assert wiring.provider("openai_api_key") is openai
     assert isinstance(wiring.provider("anthropic_api_key"), AnthropicProvider)
     assert isinstance(openai.list_keys(), list)
+    # a third provider, through its entry point alone (the secret's id names it)
+    assert isinstance(wiring.provider("ci-aws-key"), AwsIamProvider)
+    assert wiring.provider("aws_iam") is wiring.provider("ci-aws-key")
 
     assert wiring.database("staging").can_login("postgres", SecretValue(pg.admin_password))
     assert wiring.cluster().read_secret("intelliprompt-staging", "api-keys") is not None

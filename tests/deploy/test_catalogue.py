@@ -23,7 +23,7 @@ from secretops.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deployments" / "kubernetes"
-APP_SECRETS = {"api-keys", "db-credentials"}
+APP_SECRETS = {"api-keys", "db-credentials", "ci-aws-key"}
 ALERTS = "secretops-alerts"
 
 
@@ -104,14 +104,16 @@ def test_role_is_least_privilege() -> None:
         assert len(secrets) == 1 and set(secrets[0]["resourceNames"]) >= APP_SECRETS
         assert all(name.startswith(tuple(APP_SECRETS)) for name in secrets[0]["resourceNames"])
         deployments = next(r for r in rules if "deployments" in r["resources"])
-        assert deployments["resourceNames"] == ["backend"] and "patch" in deployments["verbs"]
+        assert deployments["resourceNames"] == ["backend", "ci-runner"]
+        assert "patch" in deployments["verbs"]
         for resource in ("pods", "pods/log"):
             rule = next(r for r in rules if r["resources"] == [resource])
             assert set(rule["verbs"]) <= {"get", "list", "watch"}
     production = roles[("intelliprompt", "secretops-rotation")]["rules"]
     eso = next(r for r in production if r["apiGroups"] == ["external-secrets.io"])
     assert set(eso["verbs"]) == {"get", "patch"}
-    assert set(eso["resourceNames"]) == {"intelliprompt-secrets", "intelliprompt-db"}
+    assert set(eso["resourceNames"]) == {"intelliprompt-secrets", "intelliprompt-db",
+                                            "intelliprompt-ci"}
     assert next(r for r in production if "secrets" in r["resources"])["verbs"] == ["get"]
 
 
@@ -221,7 +223,7 @@ def test_manifests_apply_to_the_sandbox_api_server(
     assert "created" not in again and "configured" not in again, again
     stored = yaml.safe_load(kubectl("get", "role", "secretops-rotation", "-n", "intelliprompt",
                                     "-o", "yaml"))
-    assert stored["rules"][0]["resourceNames"] == ["api-keys", "db-credentials"]
+    assert stored["rules"][0]["resourceNames"] == ["api-keys", "db-credentials", "ci-aws-key"]
     assert "secretops-worker" in kubectl("get", "deployments", "-n", "secretops")
 
 

@@ -139,7 +139,8 @@ def test_rotate_all_runs_from_its_deployment(deployed: Stack, assert_prefect_cle
     wiring = Wiring(inventory)
     old = current(wiring, "openai", "staging") + current(wiring, "db-password", "staging")
     run = run_deployment("rotate-all/intelliprompt", timeout=RUN_TIMEOUT,
-                         parameters={"environments": ["staging"], "force": True})
+                         parameters={"environments": ["staging"], "force": True,
+                                     "secrets": ["openai", "anthropic", "db-password"]})
     assert run.state is not None and run.state.is_completed(), (run.state, deployed.worker_log)
     assert (run.state.message or "").startswith("2 rotated, 0 failed"), run.state.message
     new = current(wiring, "openai", "staging") + current(wiring, "db-password", "staging")

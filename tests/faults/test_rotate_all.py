@@ -38,6 +38,8 @@ from tests.flows.kills import mark_crashed_and_unlock, run_until_killed
 from tests.flows.test_rotate_api_key_faults import RevokeWhenPromoted, snapshot
 
 ENV = "staging"
+# the backend's secrets: the CI key has tests of its own (tests/flows/test_rotate_aws_key.py)
+BACKEND = ["openai", "anthropic", "db-password"]
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -50,7 +52,7 @@ def backend_revision(world: World) -> int:
 
 def run(world: World, **params: Any) -> Any:
     state = asyncio.run(rotate_all(environments=[ENV], inventory=world.path, return_state=True,
-                                   **params))
+                                   secrets=BACKEND, **params))
     assert state.is_completed(), state.message
     return state
 
@@ -117,7 +119,7 @@ def test_rotate_all_rolls_back_a_key_refused_after_the_restart(world: World) -> 
     watcher.start()
     try:
         state = asyncio.run(rotate_all(environments=[ENV], inventory=world.path, return_state=True,
-                                       force=True))
+                                       force=True, secrets=BACKEND))
     finally:
         watcher.stop.set()
         watcher.join(10)
@@ -212,7 +214,7 @@ def test_rotate_all_killed_in_a_lane_then_rerun_finishes_the_rotation(world: Wor
     world.seen.append(old)
     run_id = run_until_killed("flows.rotate_all:rotate_all", f"step:{after}", {
         "environments": [ENV], "force": True, "inventory": world.path, "max_concurrency": 2,
-    }, timeout=180)
+        "secrets": BACKEND}, timeout=180)
     remember_all(world, "openai", ENV)
     assert world.wiring.stores("openai", ENV)[0].read(Stage.pending) is not None
     assert world.wiring.provider("openai").check_key(old)

@@ -56,7 +56,7 @@ def works(world: World, secret: str, environment: str, credential: Credential) -
     """Whether the target accepts the credential right now. A database check the revocation
     itself cut short (it ends the role's sessions, this probe's among them) is asked again."""
     if secret != "db-password":
-        return world.wiring.provider(secret).check_key(credential.secret)
+        return bool(world.wiring.provider(secret).check_key(credential))
     user = credential.username or world.inventory.role_for(secret, environment)
     database = world.wiring.database(environment)
     for _ in range(2):

@@ -49,7 +49,7 @@ def answer_form_when_paused(run_name: str, answer: dict[str, Any]) -> threading.
     return thread
 
 
-@pytest.mark.usefixtures("clean_prefect")
+@pytest.mark.usefixtures("clean_prefect", "ci_key_alone")
 def test_break_glass_rotates_what_the_emergency_identity_could_read(
         world: World, kubectl: Any) -> None:
     exposed = exposed_secrets(world.path)

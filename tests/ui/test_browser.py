@@ -50,6 +50,14 @@ def pick(page: Any, parameter: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def type_in(page: Any, parameter: str, text: str) -> None:
+    """Type ``text`` into the text field of a deployment parameter (a secret's id: any id of
+    the inventory, which the run checks)."""
+    label = page.locator(".schema-form-property__label", has_text=parameter)
+    field = page.locator(".schema-form-property").filter(has=label).first
+    field.locator("textarea, input").first.fill(text)
+
+
 def created_run(deployment_id: Any, seconds: float) -> str:
     """The id of the custom run started from the form (not one of the schedules' runs), or ""
     when none appears within ``seconds``."""
@@ -73,7 +81,7 @@ def created_run(deployment_id: Any, seconds: float) -> str:
 def start_custom_run(page: Any, ui: str, deployment_id: Any, server_log: Path,
                      shots: Path) -> str:
     """On the deployment page: Run -> Custom run (``secret`` and ``environment`` have no
-    default, so Quick run cannot start it), choose the secret and environment, submit, and
+    default, so Quick run cannot start it), type the secret, choose the environment, submit, and
     follow the toast to the new run's page. Returns the flow run id.
 
     As a person would: when the form stays put and no run appears (the server answered with
@@ -85,7 +93,7 @@ def start_custom_run(page: Any, ui: str, deployment_id: Any, server_log: Path,
 
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run").click()
-    pick(page, "secret", SECRET)
+    type_in(page, "secret", SECRET)
     pick(page, "environment", ENVIRONMENT)
     seen: list[str] = []
     for attempt in range(1, 4):
