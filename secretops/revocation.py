@@ -107,19 +107,15 @@ def _revoke_key(wiring: Wiring, secret: str, leaked: Credential,
         used = key.last_used_at.isoformat() if key.last_used_at else "never"
         evidence.append(f"{LAST_USE}: key {key.id} ({key.name}) last used at {used}")
         refused_before = key.status != "active" and not provider.check_key(leaked)
-        # first out of use (AWS, Anthropic: deactivated; OpenAI: deleted), checked refused
-        # below, then revoked for good
-        first = provider.revoke_key(key.id)
+        # for good at once (AWS: deactivated first, then deleted; Anthropic: archived)
+        revoked = provider.revoke_key(key.id, final=True)
+        what = "deleted" if provider.can_create_keys else "archived"
+        evidence.append(f"key {key.id} ({fingerprint}) {what if revoked else 'already revoked'}")
         if refused_before:
             evidence.insert(0, f"{ALREADY_REFUSED}: key {key.id} was {key.status}")
     if provider.check_key(leaked):
         raise VerificationFailed(f"the leaked {secret} key {fingerprint} still works and the "
                                  "provider lists no key that matches it")
-    if key is not None:
-        final = provider.revoke_key(key.id, final=True)
-        what = "deleted" if provider.can_create_keys else "archived"
-        state = what if first or final else "already revoked"
-        evidence.append(f"key {key.id} ({fingerprint}) {state}")
     evidence.append(f"the provider refuses the leaked key {fingerprint}")
     return evidence
 

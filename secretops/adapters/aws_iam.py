@@ -164,13 +164,17 @@ class AwsIamProvider:
         return self.get_key(key_id) if key_id else None
 
     def revoke_key(self, key_id: str, final: bool = False) -> bool:
-        """Deactivate the key, or with ``final`` delete it (and its name tag). False when it
-        was already inactive (or, with ``final``, already gone)."""
+        """Deactivate the key, or with ``final`` delete it (and its name tag), an active key
+        deactivated first: AWS refuses it from that moment, whatever happens to the delete.
+        False when it was already inactive (or, with ``final``, already gone)."""
         key = self.get_key(key_id)
         if key is None:
             return False
         user = str(key.extra["user"])
         if final:
+            if key.status == "active":
+                self._call("update_access_key", user, UserName=user, AccessKeyId=key_id,
+                           Status="Inactive")
             self._call("delete_access_key", user, UserName=user, AccessKeyId=key_id)
             self._call("untag_user", user, UserName=user, TagKeys=[f"{NAME_TAG}{key_id}"])
             return True
