@@ -85,12 +85,14 @@ def rotate_all(args: argparse.Namespace) -> int:
     (``secretops rotate api-key`` asks for each)."""
     from flows.common import run_in_process
     from flows.rotate_all import rotate_all as flow
+    from secretops.inventory import load_inventory
 
     if args.max_concurrency < 1:
         raise SecretopsError("--max-concurrency must be at least 1")
     path = _prepare(args.inventory)
+    inv = load_inventory(path)
     for secret in args.secret or []:
-        _checked(path, secret)
+        inv.secret(secret)  # an unknown id: one line naming the inventory's secrets
     state = run_in_process(flow(environments=args.env, max_concurrency=args.max_concurrency,
                                 force=args.force, dry_run=args.dry_run, inventory=path,
                                 secrets=args.secret, return_state=True))

@@ -24,3 +24,9 @@ class StrictModel(BaseModel):
                     expected = ", ".join(cls.model_fields)
                     raise ValueError(f"unknown field {key!r} (expected one of: {expected})")
         return data
+
+
+def keys_in_pairs(key_id_credential: str | None, secret_key_credential: str | None) -> None:
+    """An AWS login is named by two credentials, or by none (botocore's default chain)."""
+    if (key_id_credential is None) != (secret_key_credential is None):
+        raise ValueError("access_key_id_credential and secret_access_key_credential go together")

@@ -38,13 +38,32 @@ def _secret_env(var: str, name: str, key: str) -> Obj:
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
 
+def _rolling_deployment(ns: str, app: str, replicas: int, progress_deadline_seconds: int,
+                        pod: Obj) -> Obj:
+    """Deployment ``app`` (label ``app: <app>``) of the pod spec ``pod``, rolling update
+    with maxUnavailable 0 and maxSurge 1."""
+    labels = {"app": app}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "namespace": ns, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": progress_deadline_seconds,
+            "revisionHistoryLimit": 10,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
 def backend_deployment(
     ns: str, *, db_host: str, db_port: int, db_name: str, openai_base_url: str,
     anthropic_base_url: str, replicas: int = 3, progress_deadline_seconds: int = 8,
 ) -> Obj:
     """Deployment ``backend``: env from ``api-keys`` and ``db-credentials``, rolling update
     with maxUnavailable 0 and maxSurge 1."""
-    labels = {"app": "backend"}
     env = [
         _secret_env("OPENAI_API_KEY", "api-keys", "openai"),
         _secret_env("ANTHROPIC_API_KEY", "api-keys", "anthropic"),
@@ -56,30 +75,15 @@ def backend_deployment(
         {"name": "OPENAI_BASE_URL", "value": openai_base_url},
         {"name": "ANTHROPIC_BASE_URL", "value": anthropic_base_url},
     ]
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "backend", "namespace": ns, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": progress_deadline_seconds,
-            "revisionHistoryLimit": 10,
-            "selector": {"matchLabels": labels},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": "backend",
-                    "containers": [{
-                        "name": "backend", "image": "intelliprompt/backend:1.4.2",
-                        "ports": [{"containerPort": 8000, "protocol": "TCP"}],
-                        "env": env,
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8000}},
-                    }],
-                },
-            },
-        },
-    }
+    return _rolling_deployment(ns, "backend", replicas, progress_deadline_seconds, {
+        "serviceAccountName": "backend",
+        "containers": [{
+            "name": "backend", "image": "intelliprompt/backend:1.4.2",
+            "ports": [{"containerPort": 8000, "protocol": "TCP"}],
+            "env": env,
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8000}},
+        }],
+    })
 
 
 def ci_aws_key(ns: str, access_key_id: str, secret_access_key: str) -> Obj:
@@ -93,31 +97,16 @@ def ci_runner_deployment(ns: str, *, endpoint_url: str, region: str, replicas: i
                          progress_deadline_seconds: int = 8) -> Obj:
     """Deployment ``ci-runner``: the AWS key from ``ci-aws-key``, the CI account's endpoint
     (``AWS_ENDPOINT_URL``, as the AWS SDKs read it) and region."""
-    labels = {"app": "ci-runner"}
     env = [
         _secret_env("AWS_ACCESS_KEY_ID", "ci-aws-key", "AWS_ACCESS_KEY_ID"),
         _secret_env("AWS_SECRET_ACCESS_KEY", "ci-aws-key", "AWS_SECRET_ACCESS_KEY"),
         {"name": "AWS_ENDPOINT_URL", "value": endpoint_url},
         {"name": "AWS_REGION", "value": region},
     ]
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "ci-runner", "namespace": ns, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": progress_deadline_seconds,
-            "revisionHistoryLimit": 10,
-            "selector": {"matchLabels": labels},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "ci-runner", "image": "intelliprompt/ci-runner:2.3.0", "env": env,
-                }]},
-            },
-        },
-    }
+    return _rolling_deployment(ns, "ci-runner", replicas, progress_deadline_seconds, {
+        "containers": [{"name": "ci-runner", "image": "intelliprompt/ci-runner:2.3.0",
+                        "env": env}],
+    })
 
 
 def service_account(ns: str, name: str = "backend") -> Obj:

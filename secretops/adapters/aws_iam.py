@@ -54,6 +54,9 @@ class AwsIamProvider:
         self._users = dict(users)
         self._region = region
         self._endpoint = endpoint_url
+        # one session for every client: each check signs with its own pair through a client
+        # of its own, and a new session would load botocore's service models again
+        self._session = botocore.session.get_session()
         self._iam = self._client("iam", access_key_id, secret_access_key)
 
     def __repr__(self) -> str:
@@ -61,7 +64,7 @@ class AwsIamProvider:
 
     def _client(self, service: str, key_id: SecretValue | str | None,
                 key: SecretValue | None, attempts: int = 3) -> Any:
-        return botocore.session.get_session().create_client(
+        return self._session.create_client(
             service, region_name=self._region, endpoint_url=self._endpoint,
             aws_access_key_id=key_id.reveal() if isinstance(key_id, SecretValue) else key_id,
             aws_secret_access_key=key.reveal() if key is not None else None,

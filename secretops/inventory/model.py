@@ -24,7 +24,7 @@ from secretops.inventory import names
 from secretops.models import DbStrategy, Environment
 from secretops.passwords import PasswordPolicy
 from secretops.providers import POSTGRES_PASSWORD, kinds, registry
-from secretops.schema import HttpUrl, StrictModel
+from secretops.schema import HttpUrl, StrictModel, keys_in_pairs
 
 Namespace = Annotated[str, AfterValidator(partial(names.dns_label, what="namespace"))]
 DeploymentName = Annotated[str, AfterValidator(partial(names.dns_label, what="deployment"))]
@@ -151,10 +151,7 @@ class AwsSettings(StrictModel):
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> AwsSettings:
-        if (self.access_key_id_credential is None) != (self.secret_access_key_credential is None):
-            raise ValueError(
-                "access_key_id_credential and secret_access_key_credential go together"
-            )
+        keys_in_pairs(self.access_key_id_credential, self.secret_access_key_credential)
         return self
 
 

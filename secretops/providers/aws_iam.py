@@ -17,7 +17,7 @@ from pydantic import model_validator
 
 from secretops.models import Environment
 from secretops.providers import Credentials, Problem, Provider
-from secretops.schema import HttpUrl, StrictModel
+from secretops.schema import HttpUrl, StrictModel, keys_in_pairs
 
 if TYPE_CHECKING:
     from secretops.inventory.root import Inventory
@@ -39,9 +39,7 @@ class AwsIamSettings(StrictModel):
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> AwsIamSettings:
-        if (self.access_key_id_credential is None) != (self.secret_access_key_credential is None):
-            raise ValueError(
-                "access_key_id_credential and secret_access_key_credential go together")
+        keys_in_pairs(self.access_key_id_credential, self.secret_access_key_credential)
         return self
 
 
