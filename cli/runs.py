@@ -89,10 +89,10 @@ def rotate_all(args: argparse.Namespace) -> int:
 
     if args.max_concurrency < 1:
         raise SecretopsError("--max-concurrency must be at least 1")
+    inv = load_inventory(args.inventory)
+    for secret in args.secret or []:  # an unknown id: one line, before Prefect is started
+        inv.secret(secret)
     path = _prepare(args.inventory)
-    inv = load_inventory(path)
-    for secret in args.secret or []:
-        inv.secret(secret)  # an unknown id: one line naming the inventory's secrets
     state = run_in_process(flow(environments=args.env, max_concurrency=args.max_concurrency,
                                 force=args.force, dry_run=args.dry_run, inventory=path,
                                 secrets=args.secret, return_state=True))
