@@ -132,6 +132,7 @@ class Faults:
     seed: int = 0
     names: tuple[str, ...] = EMULATORS
     _knobs: dict[str, Knobs] = field(default_factory=dict, init=False)
+    _injected: dict[str, int] = field(default_factory=dict, init=False)
     _random: random.Random = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -153,6 +154,7 @@ class Faults:
         with self._lock:
             updated = build_knobs(self._knobs.get(name, Knobs()), **knobs)
             self._knobs[name] = updated
+            self._injected.pop(name, None)
             return updated
 
     def apply_spec(self, spec: str) -> Knobs:
@@ -164,15 +166,27 @@ class Faults:
         self._check(name)
         with self._lock:
             self._knobs.pop(name, None)
+            self._injected.pop(name, None)
 
     def clear(self) -> None:
         """Every emulator back to no faults; the dice start again from the seed."""
         with self._lock:
             self._knobs.clear()
+            self._injected.clear()
             self._random.seed(self.seed)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: self.get(name).to_json() for name in self.names}
+        """Every emulator's knobs, and ``injected``: the errors it answered since they were
+        set (what a retry test counts its client's attempts by)."""
+        with self._lock:
+            injected = dict(self._injected)
+        return {name: {**self.get(name).to_json(), "injected": injected.get(name, 0)}
+                for name in self.names}
+
+    def injected(self, name: str) -> None:
+        """Count one error (or conflict, or outage answer) injected in front of ``name``."""
+        with self._lock:
+            self._injected[name] = self._injected.get(name, 0) + 1
 
     def roll_error(self, name: str) -> int | None:
         """The injected error code for the next request to ``name``, or None."""
@@ -344,6 +358,7 @@ class FaultMiddleware:
         if status is None:
             await self.app(scope, receive, send)
             return
+        self.faults.injected(self.name)
         query = "x-www-form-urlencoded" in _header(scope, b"content-type")
         body, content_type = error_body(
             self.name, status, query_protocol=query, path=scope.get("path", ""),

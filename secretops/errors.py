@@ -24,7 +24,14 @@ class NotRetryable(SecretopsError):
 
 
 class Retryable(SecretopsError):
-    """A transient failure (429, 5xx, 409, timeout): retry with backoff."""
+    """A transient failure that no call retried (a PostgreSQL connection refused or cut):
+    the step is run again, with backoff (Prefect's retries of the runbook step)."""
+
+
+class Unavailable(SecretopsError):
+    """A system stayed throttled, failing or unreachable through every attempt of one call
+    (``secretops.adapters.retry.CALL_ATTEMPTS``, paced by the system's official client): the
+    step fails at once, since running it again would only repeat those attempts."""
 
 
 class VerificationFailed(SecretopsError):

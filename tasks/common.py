@@ -1,6 +1,6 @@
-"""How every runbook step is run: retried with backoff on transient failures only, never
-cached, never persisted, and named in the runbook's words so the UI timeline reads as the
-checklist."""
+"""How every runbook step is run: retried with backoff on the transient failures that no call
+retried (``secretops.adapters.retry``: one layer per failure), never cached, never
+persisted, and named in the runbook's words so the UI timeline reads as the checklist."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import SyncClientContext
 from prefect.tasks import exponential_backoff
 
-from secretops.adapters.retry import is_transient
+from secretops.adapters.retry import is_retried_by_step
 from secretops.inventory import Inventory, load_inventory
 from secretops.report import StepResult
 from secretops.wiring import Wiring
@@ -29,11 +29,13 @@ RETRIES = 4
 
 
 def transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry on 429 / 5xx / 409 / timeouts; never on 401 / 403 / 404 or validation errors."""
+    """Run the step again only for a transient failure that no call retried (a PostgreSQL
+    connection lost, a key creation that failed); never for a system that stayed unavailable
+    through a call's attempts, nor for a refusal (401 / 403 / 404, validation errors)."""
     try:
         state.result(raise_on_failure=True)
     except Exception as exc:
-        return is_transient(exc)
+        return is_retried_by_step(exc)
     return False
 
 

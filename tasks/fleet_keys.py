@@ -5,8 +5,9 @@ logs verified) once for the whole batch, not once per key.
 
 The steps are the rotation's runbook steps, run here as plain calls inside the fleet's task
 (:func:`run_step`): a fleet of 200 keys would otherwise pay Prefect's per-task cost for nine
-task runs a key. Each step keeps the retry policy of its task (transient failures only, with
-backoff), and every step's evidence is kept for the report.
+task runs a key. Nothing here retries: each call a step makes is retried by its client
+(``secretops.adapters.retry``), and a key whose step fails anyway is rolled back and
+reported, for the next run to rotate. Every step's evidence is kept for the report.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from prefect import Task
 
-from secretops.adapters.retry import backoff_seconds, is_transient
 from secretops.errors import SecretopsError
 from secretops.models import RotationStatus
 from secretops.report import StepResult
@@ -50,18 +50,9 @@ class Batch:
 
 
 def run_step(step: Task[..., StepResult], *args: Any, **kwargs: Any) -> StepResult:
-    """Run a runbook step's function in the calling task, retried as its task would be: up
-    to the task's ``retries`` times, on transient failures only, with jittered backoff."""
+    """Run a runbook step's function in the calling task."""
     fn: Callable[..., StepResult] = step.fn
-    attempt = 1
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if attempt > step.retries or not is_transient(exc):
-                raise
-        time.sleep(backoff_seconds(attempt + 1))
-        attempt += 1
+    return fn(*args, **kwargs)
 
 
 def restart_consumers(batch: Batch, secrets: list[str]) -> None:

@@ -21,7 +21,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from secretops.errors import NotRetryable, PendingConflict, Retryable
+from secretops.adapters.retry import CALL_ATTEMPTS, is_transient
+from secretops.errors import NotRetryable, PendingConflict, Unavailable
 from secretops.models import Credential, SecretValue, Stage, StoredVersion
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class AwsConfig:
         config = Config(
             connect_timeout=self.timeout_seconds,
             read_timeout=self.timeout_seconds,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": CALL_ATTEMPTS, "mode": "standard"},
         )
         return botocore.session.get_session().create_client(
             service, region_name=self.region, aws_access_key_id=key_id,
@@ -69,10 +70,8 @@ def _error_code(exc: ClientError) -> str:
 
 def aws_error(call: str, secret_id: str, exc: ClientError) -> Exception:
     """Our error for a failed AWS call: names the call, the secret and the AWS error code."""
-    from secretops.adapters.retry import is_transient
-
     message = f"AWS {call} on {secret_id} failed: {_error_code(exc) or 'unknown error'}"
-    return Retryable(message) if is_transient(exc) else NotRetryable(message)
+    return Unavailable(message) if is_transient(exc) else NotRetryable(message)
 
 
 KEY_ID_TAG = "secretops:key-id:"

@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from secretops.adapters.providers import ProviderRefused, ProviderUnavailable, timestamp
-from secretops.adapters.retry import is_transient
+from secretops.adapters.retry import CALL_ATTEMPTS, is_transient
 from secretops.models import (
     Credential,
     KeyCheck,
@@ -63,13 +63,13 @@ class AwsIamProvider:
         return f"AwsIamProvider({', '.join(sorted(self._users.values()))})"
 
     def _client(self, service: str, key_id: SecretValue | str | None,
-                key: SecretValue | None, attempts: int = 3) -> Any:
+                key: SecretValue | None) -> Any:
         return self._session.create_client(
             service, region_name=self._region, endpoint_url=self._endpoint,
             aws_access_key_id=key_id.reveal() if isinstance(key_id, SecretValue) else key_id,
             aws_secret_access_key=key.reveal() if key is not None else None,
             config=Config(connect_timeout=TIMEOUT_SECONDS, read_timeout=TIMEOUT_SECONDS,
-                          retries={"max_attempts": attempts, "mode": "standard"}))
+                          retries={"max_attempts": CALL_ATTEMPTS, "mode": "standard"}))
 
     def close(self) -> None:
         self._iam.close()
@@ -194,7 +194,7 @@ class AwsIamProvider:
         if credential.username is None:
             raise ProviderRefused("an AWS access key is checked with its access key id, and "
                                   "this credential has none")
-        sts = self._client("sts", credential.username, credential.secret, attempts=1)
+        sts = self._client("sts", credential.username, credential.secret)
         try:
             sts.get_caller_identity()
         except ClientError as exc:

@@ -2,7 +2,8 @@
 
 Built from a kubeconfig path and context (never the global client configuration), so one
 process can talk to several clusters. Objects are read as plain JSON. Failures become
-:class:`KubeUnavailable` (409, 429, 5xx, connection errors: retry) or :class:`KubeRefused`
+:class:`KubeUnavailable` (429, 5xx, connection errors, after the request's attempts; or a
+409, a concurrent writer) or :class:`KubeRefused`
 (400, 401, 403, 404, 422: do not), whose messages name the call, the object and the HTTP
 status, never a response body (which can hold Secret data).
 
@@ -20,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config
@@ -34,6 +35,7 @@ from secretops.adapters.kube_api import (
     KubeUnavailable,
     kube_error,
 )
+from secretops.adapters.retry import CALL_ATTEMPTS
 from secretops.errors import NotRetryable
 from secretops.models import AccessEvent, AccessGrant, PodLog, RolloutStatus, SecretValue
 
@@ -43,8 +45,9 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 WRITE_ATTEMPTS = 10
 CONFLICT_BACKOFF = 0.05
 REQUEST_TIMEOUT = (5.0, 30.0)
-REQUEST_ATTEMPTS = 4
+REQUEST_ATTEMPTS = CALL_ATTEMPTS
 REQUEST_BACKOFF = 0.1
+T = TypeVar("T")
 
 
 def encode(value: str) -> str:
@@ -88,13 +91,17 @@ def build_api_client(kubeconfig: str | None, context: str | None) -> Any:
     that expire), and setting the host again makes it read the proxy variables of the whole
     environment again. The proxy is settled once here, from the same variables; the token is
     still refreshed."""
+    # :meth:`KubeCluster.call` is the one layer that retries a request: urllib3's default
+    # would repeat a 429 or 503 that carries Retry-After three more times inside each attempt
+    configuration = client.Configuration()
+    configuration.retries = False
     try:
         load: Any = config.new_client_from_config
-        api_client = load(config_file=kubeconfig, context=context, persist_config=False)
+        api_client = load(config_file=kubeconfig, context=context, persist_config=False,
+                          client_configuration=configuration)
     except config.ConfigException:
         if kubeconfig is not None:
             raise NotRetryable(f"cannot load kubeconfig {kubeconfig}") from None
-        configuration = client.Configuration()
         incluster: Any = config.load_incluster_config
         incluster(client_configuration=configuration)
         api_client = client.ApiClient(configuration)
@@ -176,17 +183,26 @@ class KubeCluster:
     def call(
         self, call: str, target: str, method: Callable[..., Any], *args: Any, **kw: Any
     ) -> Any:
-        """Run one API method and return the answer as JSON (dict). A throttled, failing or
-        unreachable API server (429, 5xx, connection errors) is asked again up to
-        ``REQUEST_ATTEMPTS`` times with a growing pause, as client-go does; every write of
-        this adapter is idempotent, so a repeat is safe. A 409 is the caller's to handle."""
+        """Run one API method and return the answer as JSON (dict), asked again as
+        :meth:`retried` says. A 409 is the caller's to handle."""
+
+        def send() -> Any:
+            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                              **kw)
+            return json.loads(response.data or b"{}")
+
+        return self.retried(call, target, send)
+
+    def retried(self, call: str, target: str, send: Callable[[], T]) -> T:
+        """``send()``, one API request. A throttled, failing or unreachable API server (429,
+        5xx, connection errors) is asked again up to ``REQUEST_ATTEMPTS`` times with a growing
+        pause, as client-go does: the one layer that retries a request (see
+        :mod:`secretops.adapters.retry`). Every write of this adapter is idempotent, so a
+        repeat is safe."""
         attempt = 1
         while True:
             try:
-                response = method(
-                    *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw
-                )
-                return json.loads(response.data or b"{}")
+                return send()
             except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 error = kube_error(call, target, exc)
             retry = isinstance(error, KubeUnavailable) and error.status != 409
@@ -378,17 +394,18 @@ class KubeCluster:
 
     def pod_log(self, namespace: str, pod: str) -> str | None:
         """The pod's log; None while its container has not started (the API answers 400)."""
-        target = f"{namespace}/{pod}"
-        try:
-            response: Any = self.request(
-                "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
-                _request_timeout=REQUEST_TIMEOUT)
+
+        def send() -> str:
+            response: Any = self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                                         _request_timeout=REQUEST_TIMEOUT)
             return str(response.data.decode("utf-8", "replace"))
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            error = kube_error("read pod log", target, exc)
-            if isinstance(error, KubeRefused) and error.status in (400, 404):
+
+        try:
+            return self.retried("read pod log", f"{namespace}/{pod}", send)
+        except KubeRefused as error:
+            if error.status in (400, 404):
                 return None
-            raise error from None
+            raise
 
     def pods_started_since(self, namespace: str, deployment: str, since: datetime) -> list[PodLog]:
         return kube_rollout.pods_started_since(self, namespace, deployment, since)

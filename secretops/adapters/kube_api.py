@@ -10,13 +10,13 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from secretops.adapters.retry import is_transient_status
-from secretops.errors import NotRetryable, Retryable
+from secretops.errors import NotRetryable, Unavailable
 
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeUnavailable(Retryable):
-    """The API server is busy, conflicting or unreachable."""
+class KubeUnavailable(Unavailable):
+    """The API server is busy, conflicting or unreachable (a 409: a concurrent writer)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)

@@ -13,7 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from secretops.adapters.kube_api import MERGE_PATCH, KubeRefused, KubeUnavailable, parse_time
+from secretops.adapters.kube_api import MERGE_PATCH, KubeRefused, parse_time
+from secretops.errors import Retryable
 
 if TYPE_CHECKING:
     from secretops.adapters.kube import KubeCluster
@@ -128,7 +129,8 @@ def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
 
 def wait_synced(cluster: KubeCluster, namespace: str, name: str, after: str, timeout: float) -> str:
     """Poll until Ready is ``SecretSynced`` with a ``refreshTime`` newer than ``after``;
-    returns that refreshTime. Raises ``KubeUnavailable`` (retryable) on timeout."""
+    returns that refreshTime. Raises :class:`~secretops.errors.Retryable` on timeout: no call
+    failed, the operator has not synced yet, and the step (which asks for a sync) runs again."""
     deadline = time.monotonic() + timeout
     threshold = parse_time(after)
     reason = "no status yet"
@@ -145,7 +147,7 @@ def wait_synced(cluster: KubeCluster, namespace: str, name: str, after: str, tim
             if synced and newer:
                 return str(status.get("refreshTime"))
         if time.monotonic() >= deadline:
-            raise KubeUnavailable(
+            raise Retryable(
                 f"ExternalSecret {namespace}/{name} did not sync within {timeout:g}s ({reason})"
             )
         time.sleep(POLL_SECONDS)

@@ -143,9 +143,9 @@ class OpenAIProvider(AdminClient):
         except openai.APIStatusError as exc:
             if error_type(exc.body) in PER_ACCOUNT_REFUSED:
                 raise _PerAccountRefused from None
-            raise self._failure("create service account key", exc) from None
+            raise self._failure("create service account key", exc, creating=True) from None
         except openai.APIError as exc:
-            raise self._failure("create service account key", exc) from None
+            raise self._failure("create service account key", exc, creating=True) from None
         key = ProviderKey(
             id=created.id, name=created.name, status="active",
             created_at=timestamp(created.created_at),
@@ -157,7 +157,7 @@ class OpenAIProvider(AdminClient):
     def _new_account(self, name: str, lifetime: timedelta | None,
                      scopes: Sequence[str] | None) -> NewProviderKey:
         creating = self._creating.service_accounts
-        with self.calling("create service account"):
+        with self.calling("create service account", creating=True):
             created = creating.create(self._project, name=name)
         api_key = created.api_key
         if api_key is None or not api_key.value:
@@ -181,8 +181,8 @@ class OpenAIProvider(AdminClient):
         )
         return NewProviderKey(key=key, value=value)
 
-    def _failure(self, call: str, exc: Exception) -> Exception:
-        return failure(self.provider, call, exc)
+    def _failure(self, call: str, exc: Exception, creating: bool = False) -> Exception:
+        return failure(self.provider, call, exc, creating)
 
     def list_keys(self) -> list[ProviderKey]:
         """Every enabled key of the project, those of owners who left it too (without

@@ -14,11 +14,13 @@ with jittered exponential backoff that honours ``Retry-After``; 400, 401, 403 an
 answered at once. A key creation is never repeated by the client (it may have happened):
 a key such a failure left behind is an orphan the rotation revokes by its name.
 
-Every failure becomes :class:`ProviderUnavailable` (429, 5xx, timeouts, connection errors:
-retry later) or :class:`ProviderRefused` (400, 401, 403, 404: do not). Their messages name
-the provider, the call, the HTTP status and the provider's error type, and never a key or a
-response body, which can echo part of a key (the clients' own messages quote the body, so
-they are dropped).
+Every failure becomes :class:`ProviderUnavailable` (429, 5xx, timeouts, connection errors,
+through every attempt: final for the step, see :mod:`secretops.adapters.retry`) or
+:class:`ProviderRefused` (400, 401, 403, 404: do not); a key creation that failed
+transiently is :class:`CreationFailed`, which the step retries, since no call did. Their
+messages name the provider, the call, the HTTP status and the provider's error type, and
+never a key or a response body, which can echo part of a key (the clients' own messages
+quote the body, so they are dropped).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from secretops.adapters.retry import is_transient_status
-from secretops.errors import NotRetryable, Retryable
+from secretops.adapters.retry import CALL_ATTEMPTS, is_transient_status
+from secretops.errors import NotRetryable, Retryable, Unavailable
 from secretops.models import (
     Credential,
     ProviderKey,
@@ -38,13 +40,18 @@ from secretops.models import (
     keys_with_value,
 )
 
-ATTEMPTS = 4
+ATTEMPTS = CALL_ATTEMPTS
 TIMEOUT_SECONDS, CONNECT_SECONDS = 15.0, 5.0
 PAGE = 100
 
 
-class ProviderUnavailable(Retryable):
-    """The provider is throttling, failing or unreachable: retry later."""
+class ProviderUnavailable(Unavailable):
+    """The provider stayed throttling, failing or unreachable through the call's attempts."""
+
+
+class CreationFailed(Retryable):
+    """A key creation failed transiently. Its client does not repeat it (the key may have
+    been made), so the step does: it first revokes a key that the failure left behind."""
 
 
 class ProviderRefused(NotRetryable):
@@ -66,16 +73,17 @@ def error_type(body: object) -> str:
     return found if isinstance(found, str) and len(found) <= 64 else ""
 
 
-def failure(provider: str, call: str, exc: Exception) -> Exception:
+def failure(provider: str, call: str, exc: Exception, creating: bool = False) -> Exception:
     """The error to raise for a client's exception: never its message, which quotes the
-    provider's answer."""
+    provider's answer. ``creating``: the call made a key, and its client did not retry it."""
+    unavailable = CreationFailed if creating else ProviderUnavailable
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int):
-        return ProviderUnavailable(f"{provider} {call} failed: {type(exc).__name__}")
+        return unavailable(f"{provider} {call} failed: {type(exc).__name__}")
     kind = error_type(getattr(exc, "body", None))
     message = f"{provider} {call} failed: HTTP {status}" + (f" ({kind})" if kind else "")
     if is_transient_status(status):
-        return ProviderUnavailable(message)
+        return unavailable(message)
     if status == 404:
         return ProviderKeyGone(message)
     return ProviderRefused(message)
@@ -107,12 +115,12 @@ class AdminClient:
         self.close()
 
     @contextmanager
-    def calling(self, call: str) -> Iterator[None]:
+    def calling(self, call: str, creating: bool = False) -> Iterator[None]:
         """Run a call of the client; its errors become ours (see the module doc)."""
         try:
             yield
         except self.errors as exc:
-            raise failure(self.provider, call, exc) from None
+            raise failure(self.provider, call, exc, creating) from None
 
     def list_keys(self) -> Sequence[ProviderKey]:
         raise NotImplementedError

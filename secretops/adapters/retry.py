@@ -1,13 +1,24 @@
-"""Which failures are worth a retry, and how long to wait before one.
+"""Where a failure is retried, and how often: one layer per failure, one budget.
 
-:func:`is_transient` is the flows' Prefect ``retry_condition_fn`` test: a throttled, busy or
-unreachable system is retried with backoff; a refused credential, a missing object or a bad
-request is not, because repeating it cannot change the answer.
+Every failure is retried in exactly one place, never in two:
 
-:func:`backoff_seconds` and :func:`retry_after_seconds` pace an adapter's own retries of one
-call: exponential backoff with full jitter (so parallel runs that failed together do not
-retry together), never shorter than the wait the server asked for, never longer than
-``MAX_WAIT_SECONDS``.
+- **A call** to a system whose official client retries (the OpenAI and Anthropic clients,
+  botocore, the Kubernetes adapter's requests): that client asks again while the system
+  throttles (429), fails (5xx) or cannot be reached, up to :data:`CALL_ATTEMPTS` attempts in
+  all, with jittered exponential backoff that honours the wait the server asks for. What
+  outlasts them is :class:`~secretops.errors.Unavailable`, final for the step.
+- **A step** (a runbook task) whose failure no call retried: a PostgreSQL connection refused
+  or cut (psycopg does not retry), raised as :class:`~secretops.errors.Retryable`. Prefect
+  runs the step again, up to ``tasks.common.RETRIES`` times with backoff, when
+  :func:`is_retried_by_step` says so.
+
+A refusal (400, 401, 403, 404, a refused login, a bad request) is retried nowhere. A 409 from
+the Kubernetes API is not a failure to retry but a concurrent writer: the adapter reads the
+object again and redoes its write (``secretops.adapters.kube``, ``WRITE_ATTEMPTS``).
+
+:func:`is_transient` says whether a client's exception is worth another attempt at all, which
+the adapters use to map each client's errors; :func:`backoff_seconds` and
+:func:`retry_after_seconds` pace the calls that secretops retries itself.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from secretops.errors import NotRetryable, PendingConflict, Retryable
+from secretops.errors import NotRetryable, PendingConflict, Retryable, Unavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,6 +50,14 @@ _TRANSIENT_AWS_CODES = frozenset(
     }
 )
 
+
+CALL_ATTEMPTS = 8
+"""The attempts of one call, the first included, in every adapter whose client retries. At
+the sandbox's 30 % error rate a call fails for good once in 15,000 (0.3 ** 8), so a rotation
+of about 60 calls rides it out. A system down for good is given up on once the client's
+waits add up: about 13 s for the Kubernetes API (0.1 s doubling), 24 to 32 s for OpenAI and
+Anthropic (0.5 s doubling up to 8 s), 35 s on average and at most 71 s for AWS (botocore's
+standard mode, up to 20 s a wait), or sooner when the server asks for shorter waits."""
 
 BASE_SECONDS = 0.25
 MAX_WAIT_SECONDS = 10.0
@@ -105,7 +124,7 @@ def is_transient(exc: BaseException) -> bool:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
 
-    if isinstance(exc, Retryable):
+    if isinstance(exc, Retryable | Unavailable):
         return True
     if isinstance(exc, NotRetryable | PendingConflict):
         return False
@@ -124,13 +143,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, Urllib3Error | ConnectionError | TimeoutError)
 
 
-def retry_condition(task: object, task_run: object, state: object) -> bool:
-    """Prefect ``retry_condition_fn``: retry only when the failed state holds a transient error."""
-    result = getattr(state, "result", None)
-    if result is None:
-        return False
-    try:
-        exc = result(raise_on_failure=False)
-    except Exception as error:  # a state whose result cannot be loaded: judge the load error
-        return is_transient(error)
-    return isinstance(exc, BaseException) and is_transient(exc)
+def is_retried_by_step(exc: BaseException) -> bool:
+    """Whether a runbook step that failed with ``exc`` is run again (Prefect's
+    ``retry_condition_fn``, ``tasks.common``): only for a transient failure that no call
+    retried, a :class:`~secretops.errors.Retryable`. An :class:`~secretops.errors.Unavailable`
+    or a client's own exception was retried by its call already, and a refusal never is."""
+    return isinstance(exc, Retryable)
