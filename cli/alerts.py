@@ -161,12 +161,6 @@ class BackgroundReceiver:
         self.thread.join(timeout=10)
 
 
-def drill_via_github(args: argparse.Namespace) -> int:
-    from cli import drill
-
-    return drill.run(args)
-
-
 def main_error(message: str) -> int:
     print(f"secretops leak: error: {message} (see secretops leak --help)", file=sys.stderr)
     return 2

@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.installed import require_sandbox
+
 if TYPE_CHECKING:
     from secretops.inventory import Inventory
 
@@ -17,21 +19,6 @@ def _out(text: str = "") -> None:
 
 
 # -- sandbox ----------------------------------------------------------------------------------
-
-SANDBOX_MISSING = ("the sandbox is not installed: pip install secretops-sandbox (or, in a "
-                   "checkout of secretops, pip install -e .)")
-
-
-def require_sandbox() -> None:
-    """The sandbox is its own distribution (secretops-sandbox), which a product-only install
-    lacks: the commands that start it or use it say so in one line (exit code 1)."""
-    from importlib.util import find_spec
-
-    from secretops.errors import SecretopsError
-
-    if find_spec("sandbox") is None:
-        raise SecretopsError(SANDBOX_MISSING)
-
 
 def sandbox_up(args: argparse.Namespace) -> int:
     require_sandbox()
@@ -214,7 +201,9 @@ def leak(args: argparse.Namespace) -> int:
     if args.from_report:
         return alerts.leak_from_report(args)
     if args.via:
-        return alerts.drill_via_github(args)
+        from cli import drill
+
+        return drill.run(args)
     return runs.leak(args)
 
 

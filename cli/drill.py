@@ -142,7 +142,7 @@ def wait_for_run(fingerprint: str, timeout: float) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.commands import require_sandbox
+    from cli.installed import require_sandbox
 
     require_sandbox()
     from cli.alerts import BackgroundReceiver

@@ -19,7 +19,7 @@ def _say(text: str = "") -> None:
 
 
 def run(directory: Path) -> int:
-    from cli.commands import require_sandbox
+    from cli.installed import require_sandbox
 
     require_sandbox()
     from sandbox import manager
@@ -136,7 +136,7 @@ def _scan(info: dict[str, Any], directory: Path) -> bool:
 
 
 def stop(directory: Path) -> int:
-    from cli.commands import require_sandbox
+    from cli.installed import require_sandbox
 
     require_sandbox()
     from sandbox import manager

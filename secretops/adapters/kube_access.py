@@ -13,12 +13,10 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from secretops.adapters.kube_api import Api
 from secretops.models import AccessEvent, AccessGrant
-
-if TYPE_CHECKING:
-    from secretops.adapters.kube import KubeCluster
 
 READ_VERBS = ("get", "list", "watch")
 
@@ -66,12 +64,12 @@ def _grants(
     return found
 
 
-def _items(cluster: KubeCluster, call: str, target: str, method: Any, *args: Any) -> list[Any]:
+def _items(cluster: Api, call: str, target: str, method: Any, *args: Any) -> list[Any]:
     listing = cluster.call(call, target, method, *args)
     return list(listing.get("items") or [])
 
 
-def secret_readers(cluster: KubeCluster, namespace: str, environment: str) -> list[AccessGrant]:
+def secret_readers(cluster: Api, namespace: str, environment: str) -> list[AccessGrant]:
     """Every (subject, binding, rule) that lets someone read Secrets in ``namespace``."""
     roles = {
         r["metadata"]["name"]: r.get("rules") or []

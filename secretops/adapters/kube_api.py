@@ -1,11 +1,13 @@
 """What every part of the Kubernetes adapter shares: its two errors and how an API answer
-becomes one, the merge-patch content type, and the API's time stamps."""
+becomes one, the merge-patch content type, the API's time stamps, and :class:`Api`, what the
+adapter's parts (rollouts, External Secrets, access) use of ``KubeCluster``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -13,6 +15,36 @@ from secretops.adapters.retry import is_transient_status
 from secretops.errors import NotRetryable, Unavailable
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class Api(Protocol):
+    """The requests of one cluster, as ``secretops.adapters.kube.KubeCluster`` makes them."""
+
+    eso_version: str | None
+
+    @property
+    def apps(self) -> Any: ...
+
+    @property
+    def custom(self) -> Any: ...
+
+    @property
+    def rbac(self) -> Any: ...
+
+    def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
+                body: Any = None, content_type: str | None = None,
+                _preload_content: bool = False, _request_timeout: Any = None) -> Any: ...
+
+    def call(self, call: str, target: str, method: Callable[..., Any], *args: Any,
+             **kw: Any) -> Any: ...
+
+    def get(self, call: str, target: str, method: Callable[..., Any], *args: Any,
+            **kw: Any) -> dict[str, Any] | None: ...
+
+    def watch(self, call: str, target: str, method: Callable[..., Any], *args: Any,
+              **kw: Any) -> Iterator[dict[str, Any]]: ...
+
+    def pod_log(self, namespace: str, pod: str) -> str | None: ...
 
 
 class KubeUnavailable(Unavailable):

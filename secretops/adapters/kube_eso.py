@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from secretops.adapters.kube_api import MERGE_PATCH, KubeRefused, parse_time
+from secretops.adapters.kube_api import MERGE_PATCH, Api, KubeRefused, parse_time
 from secretops.errors import Retryable
-
-if TYPE_CHECKING:
-    from secretops.adapters.kube import KubeCluster
 
 GROUP = "external-secrets.io"
 PLURAL = "externalsecrets"
@@ -25,7 +22,7 @@ VERSIONS = ("v1", "v1beta1")
 POLL_SECONDS = 0.25
 
 
-def _read(cluster: KubeCluster, namespace: str, name: str) -> tuple[str, dict[str, Any]]:
+def _read(cluster: Api, namespace: str, name: str) -> tuple[str, dict[str, Any]]:
     target = f"{namespace}/{name}"
     versions = [cluster.eso_version] if cluster.eso_version else list(VERSIONS)
     for version in versions:
@@ -82,7 +79,7 @@ def blocker(found: dict[str, Any]) -> str | None:
     return None
 
 
-def check_syncable(cluster: KubeCluster, namespace: str, name: str) -> None:
+def check_syncable(cluster: Api, namespace: str, name: str) -> None:
     """Raise ``KubeRefused`` when ESO would ignore a force-sync of this ExternalSecret."""
     _, found = _read(cluster, namespace, name)
     reason = blocker(found)
@@ -93,7 +90,7 @@ def check_syncable(cluster: KubeCluster, namespace: str, name: str) -> None:
             "before rotating", 409)
 
 
-def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
+def force_sync(cluster: Api, namespace: str, name: str) -> str:
     """Set ``force-sync`` to the unix time (one more if it already holds that second);
     returns the ``refreshTime`` before. Waits into the next second first when the last
     refresh happened this second, since ``refreshTime`` has one-second steps. Refused at
@@ -127,7 +124,7 @@ def force_sync(cluster: KubeCluster, namespace: str, name: str) -> str:
     return before
 
 
-def wait_synced(cluster: KubeCluster, namespace: str, name: str, after: str, timeout: float) -> str:
+def wait_synced(cluster: Api, namespace: str, name: str, after: str, timeout: float) -> str:
     """Poll until Ready is ``SecretSynced`` with a ``refreshTime`` newer than ``after``;
     returns that refreshTime. Raises :class:`~secretops.errors.Retryable` on timeout: no call
     failed, the operator has not synced yet, and the step (which asks for a sync) runs again."""

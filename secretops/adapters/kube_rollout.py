@@ -10,13 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from secretops.adapters.kube_api import KubeRefused, KubeUnavailable, parse_time
+from secretops.adapters.kube_api import Api, KubeRefused, KubeUnavailable, parse_time
 from secretops.models import PodLog, RolloutStatus
-
-if TYPE_CHECKING:
-    from secretops.adapters.kube import KubeCluster
 
 WATCH_BACKOFF = 0.1
 
@@ -68,7 +65,7 @@ def _finished(state: RolloutStatus) -> bool:
 
 
 def wait_for_rollout(
-    cluster: KubeCluster, namespace: str, name: str, timeout: float
+    cluster: Api, namespace: str, name: str, timeout: float
 ) -> RolloutStatus:
     """Return as soon as the rollout is done or has failed; the last state on timeout."""
     target = f"{namespace}/{name}"
@@ -144,7 +141,7 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 
 def pods_started_since(
-    cluster: KubeCluster, namespace: str, deployment: str, since: datetime
+    cluster: Api, namespace: str, deployment: str, since: datetime
 ) -> list[PodLog]:
     """Pods of the Deployment's selector that started at or after ``since``, with their logs
     (oldest first). ``since`` is compared to the second, as Kubernetes stamps times."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.commands import SANDBOX_MISSING
+from cli.installed import SANDBOX_MISSING
 
 COMMANDS = [
     ["quickstart"],
