@@ -4,12 +4,12 @@ version in every store of an environment, so the rotation finds it in its first 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from secretops.errors import NotRetryable
+from secretops.errors import InventoryError, NotRetryable
 from secretops.inventory import Inventory
 from secretops.models import Credential, SecretValue, Stage
 from secretops.ports import KeyProvider, SecretStore
+from secretops.providers import PersonInstructions as PersonInstructions
 
 # how each provider's keys begin, to say whose key was given instead of the expected one
 KEY_PREFIXES = {"sk-ant-": "an Anthropic key", "sk-": "an OpenAI key"}
@@ -64,33 +64,15 @@ def key_id_by_hint(provider: KeyProvider, value: SecretValue) -> str | None:
     return key.id if key is not None else None
 
 
-@dataclass(frozen=True)
-class PersonInstructions:
-    """What a person needs to create the key: where, how to name it, what it looks like."""
-
-    console_url: str
-    key_name: str
-    key_prefix: str | None
-
-    def markdown(self, secret: str, environment: str) -> str:
-        return (
-            f"### A new {secret} key is needed for **{environment}**\n\n"
-            f"1. Open {self.console_url} and create a key named `{self.key_name}`.\n"
-            f"2. Paste it below. It starts with `{self.key_prefix or ''}`.\n\n"
-            "The key is stored as the pending version and deleted from this run's input at "
-            "once; the old key keeps working until the new one is verified."
-        )
-
-
 def person_instructions(inventory: Inventory, secret: str, environment: str) -> PersonInstructions:
-    settings = inventory.provider_settings(secret)
-    console = getattr(settings, "console_url", None)
-    prefix = getattr(settings, "key_prefix", None)
-    return PersonInstructions(
-        console_url=str(console or "the provider's console"),
-        key_name=f"secretops-{inventory.application}-{environment}-{secret}",
-        key_prefix=prefix,
-    )
+    """What the person who creates the secret's next key in ``environment`` is told, by its
+    provider (InventoryError for a provider that creates its keys itself)."""
+    provider = inventory.provider_of(secret)
+    if provider.person is None:
+        raise InventoryError(f"provider {provider.name} creates its keys through its API: "
+                             "no person is asked for one")
+    key_name = f"secretops-{inventory.application}-{environment}-{secret}"
+    return provider.person(inventory.provider_settings(secret), key_name, environment)
 
 
 def recorded_key_ids(stores: Iterable[SecretStore]) -> dict[str, str]:

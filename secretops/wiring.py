@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secretops.credentials import resolve_credential
 from secretops.errors import InventoryError
-from secretops.inventory import (
-    AwsSecretStoreSpec,
-    DockerSecretStoreSpec,
-    DotenvStoreSpec,
-    Inventory,
-    KubernetesSecretStoreSpec,
-)
+from secretops.inventory import Inventory
 from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider, SecretStore
 from secretops.providers import for_kind, is_key, registry
+from secretops.stores import kind_of
 
 if TYPE_CHECKING:
     from secretops.adapters.aws import AwsConfig
@@ -141,39 +137,9 @@ class Wiring:
     def stores(self, secret_id: str, environment: Environment | str) -> list[SecretStore]:
         """The stores of the secret in the environment, primary first."""
         env = Environment(environment)
-        built: list[SecretStore] = []
-        for spec in self.inventory.stores(secret_id, env):
-            if isinstance(spec, DotenvStoreSpec):
-                from secretops.adapters.files import DotenvStore
-
-                built.append(DotenvStore(spec.file, spec.key, spec.url_keys, spec.username_key))
-            elif isinstance(spec, DockerSecretStoreSpec):
-                from secretops.adapters.files import DockerSecretStore
-
-                built.append(DockerSecretStore(spec.file))
-            elif isinstance(spec, KubernetesSecretStoreSpec):
-                from secretops.adapters.kube_store import KubernetesSecretStore
-
-                namespace = self.inventory.namespace(env)
-                if namespace is None:
-                    raise InventoryError(f"environment {env.value!r} has no namespace")
-                built.append(
-                    KubernetesSecretStore(
-                        self.cluster(), namespace, spec.name, spec.key, spec.username_key
-                    )
-                )
-            elif isinstance(spec, AwsSecretStoreSpec):
-                from secretops.adapters.aws import AwsSecretStore
-
-                built.append(
-                    AwsSecretStore(
-                        self.aws_client("secretsmanager"),
-                        spec.secret_id,
-                        spec.json_key,
-                        spec.username_json_key,
-                    )
-                )
-        return built
+        context = _StoreContext(self, env)
+        return [kind_of(spec).build(spec, context)
+                for spec in self.inventory.stores(secret_id, env)]
 
     def provider(self, name: str) -> KeyProvider:
         """The provider of a key secret, given the secret's id (``openai``), the provider's
@@ -208,3 +174,28 @@ class Wiring:
             self.credential(settings.admin_credential),
             admin_credential=settings.admin_credential,
         )
+
+
+@dataclass(frozen=True)
+class _StoreContext:
+    """What a store kind builds its stores of one environment from (a
+    :class:`~secretops.stores.StoreContext`): the wiring's cluster and AWS clients."""
+
+    wiring: Wiring
+    environment: Environment
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.wiring.inventory
+
+    def namespace(self) -> str:
+        namespace = self.inventory.namespace(self.environment)
+        if namespace is None:
+            raise InventoryError(f"environment {self.environment.value!r} has no namespace")
+        return namespace
+
+    def cluster(self) -> KubeCluster:
+        return self.wiring.cluster()
+
+    def aws_client(self, service: str) -> Any:
+        return self.wiring.aws_client(service)

@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from secretops.inventory.model import (
-    FILE_STORE_TYPES,
-    AwsSecretStoreSpec,
-    DockerSecretStoreSpec,
-    DotenvStoreSpec,
-    KubernetesSecretStoreSpec,
-    SecretSpec,
-    StoreSpec,
-)
+from secretops import stores
+from secretops.inventory.model import EnvironmentSpec, SecretSpec, StoreSpec
 from secretops.inventory.root import Inventory
 from secretops.models import DbStrategy, Environment
 from secretops.providers import for_kind, registry
@@ -115,17 +108,17 @@ def _secret_problems(inv: Inventory) -> Iterator[Problem]:
             if secret.environments is not None and env not in secret.environments:
                 yield (f"{path}.stores.{env.value}",
                        f"environment {env.value!r} is not one of the secret's environments")
-        for env, stores in secret.stores.items():
+        for env, specs in secret.stores.items():
             if env not in inv.environments:
                 yield (
                     f"{path}.stores.{env.value}",
                     f"environment {env.value!r} is not under environments",
                 )
                 continue
-            for i, store in enumerate(stores):
+            for i, store in enumerate(specs):
                 store_path = f"{path}.stores.{env.value}[{i}]"
                 yield from _store_problems(inv, env, store, store_path)
-                where = _store_identity(inv, env, store)
+                where = (store.type, *stores.kind_of(store).identity(inv, env, store))
                 if where in seen_stores and seen_stores[where] != index:
                     other = seen_stores[where]
                     yield (
@@ -166,52 +159,32 @@ def _kind_problems(inv: Inventory, secret: SecretSpec, path: str) -> Iterator[Pr
 def _store_problems(
     inv: Inventory, env: Environment, store: StoreSpec, path: str
 ) -> Iterator[Problem]:
-    spec = inv.environments[env]
-    if store.type in FILE_STORE_TYPES:
+    kind = stores.kind_of(store)
+    if kind.local is not None:
         if env is not Environment.development:
             yield (
                 path + ".type",
                 f"store type {store.type!r} does not fit environment {env.value!r} "
                 "(local files are for development only)",
             )
-        elif isinstance(store, DotenvStoreSpec) and spec.dotenv is None:
-            yield path, "a dotenv store needs environments.development.dotenv"
-        elif isinstance(store, DockerSecretStoreSpec) and spec.secrets_dir is None:
-            yield path, "a docker_secret store needs environments.development.secrets_dir"
+        elif getattr(inv.environments[env], kind.local, None) is None:
+            yield path, f"a {store.type} store needs environments.{env.value}.{kind.local}"
+        else:
+            yield from kind.checks(inv, env, store, path)
         return
     if env is Environment.development:
         yield (
             path + ".type",
             f"store type {store.type!r} does not fit environment 'development' "
-            "(development keeps its secrets in local files: dotenv or docker_secret)",
+            f"(development keeps its secrets in local files: {_local_types()})",
         )
         return
-    if isinstance(store, KubernetesSecretStoreSpec):
-        owner = spec.external_secret_owning(store.name)
-        if owner is not None:
-            yield (
-                path + ".name",
-                f"Secret {store.name!r} is owned by ExternalSecret {owner!r} in {env.value}, "
-                "which rewrites it on every sync: use an aws_secretsmanager store with "
-                f"external_secret: {owner}",
-            )
-    elif isinstance(store, AwsSecretStoreSpec):
-        if inv.aws is None:
-            yield path, "an aws_secretsmanager store needs the aws section"
-        if store.external_secret is not None and store.external_secret not in spec.external_secrets:
-            yield (
-                path + ".external_secret",
-                f"ExternalSecret {store.external_secret!r} is not declared under "
-                f"environments.{env.value}.external_secrets",
-            )
+    yield from kind.checks(inv, env, store, path)
 
 
-def _store_identity(inv: Inventory, env: Environment, store: StoreSpec) -> tuple[str, ...]:
-    """What makes two stores the same place, to find a place claimed by two secrets."""
-    if isinstance(store, DotenvStoreSpec):
-        return ("dotenv", env.value, store.key)
-    if isinstance(store, DockerSecretStoreSpec):
-        return ("docker_secret", env.value, store.path)
-    if isinstance(store, KubernetesSecretStoreSpec):
-        return ("kubernetes_secret", env.value, store.name, store.key)
-    return ("aws_secretsmanager", store.secret_id, store.json_key or "")
+def _local_types() -> str:
+    """The store types kept in local files, in the order of the settings that locate them."""
+    order = {name: index for index, name in enumerate(EnvironmentSpec.model_fields)}
+    local = [kind for kind in stores.registry().values() if kind.local is not None]
+    local.sort(key=lambda kind: order.get(kind.local or "", len(order)))
+    return " or ".join(kind.name for kind in local)

@@ -18,9 +18,9 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from secretops import stores
 from secretops.errors import InventoryError
 from secretops.inventory import checks
-from secretops.inventory.model import STORE_TYPES, DockerSecretStoreSpec, DotenvStoreSpec
 from secretops.inventory.root import Inventory
 
 DEFAULT_FILE = "inventory.yaml"
@@ -127,7 +127,7 @@ def _loc_path(loc: Sequence[int | str]) -> str:
     for item in loc:
         if isinstance(item, int):
             text += f"[{item}]"
-        elif item == "[key]" or (item in STORE_TYPES and isinstance(previous, int)):
+        elif item == "[key]" or (item in stores.registry() and isinstance(previous, int)):
             pass
         elif not _PLAIN_NAME.fullmatch(item):  # a key as written could break the line
             text += f"[{_shown(item)}]"
@@ -168,7 +168,7 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         tags = _expected(ctx, "expected_tags")
         return _loc_path(loc), f"unknown store type {ctx.get('tag')!r} (expected one of: {tags})"
     if kind == "union_tag_not_found":
-        return _loc_path(loc), f"missing 'type' (expected one of: {', '.join(STORE_TYPES)})"
+        return _loc_path(loc), f"missing 'type' (expected one of: {', '.join(stores.types())})"
     if kind == "literal_error":
         return _loc_path(loc), f"expected {ctx.get('expected')}, found {_shown(value)}"
     if kind == "string_pattern_mismatch":
@@ -207,13 +207,10 @@ def _resolve_paths(inv: Inventory, base: Path) -> None:
         env.dotenv_example = _absolute(base, env.dotenv_example)
         env.secrets_dir = _absolute(base, env.secrets_dir)
     for secret in inv.secrets:
-        for env_name, stores in secret.stores.items():
+        for env_name, specs in secret.stores.items():
             env = inv.environments[env_name]
-            for store in stores:
-                if isinstance(store, DotenvStoreSpec) and env.dotenv is not None:
-                    store._file = env.dotenv
-                elif isinstance(store, DockerSecretStoreSpec) and env.secrets_dir is not None:
-                    store._file = env.secrets_dir / store.path
+            for store in specs:
+                stores.kind_of(store).resolve(store, env)
 
 
 def parse_inventory(data: Any, path: Path, base: Path | None = None) -> Inventory:

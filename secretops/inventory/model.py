@@ -2,45 +2,39 @@
 
 Field validators check each value on its own (names, crons, paths); checks that relate one
 part of the inventory to another live in :mod:`secretops.inventory.checks`. Paths that are
-relative in the file are made absolute by the loader, against the inventory's folder.
+relative in the file are made absolute by the loader, against the inventory's folder. The
+sections that depend on what is installed are built from the registries: ``providers:`` from
+:mod:`secretops.providers`, each secret's ``stores:`` entries from :mod:`secretops.stores`.
 """
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
     Field,
     PlainValidator,
-    PrivateAttr,
     create_model,
     model_validator,
 )
 
-from secretops.inventory import names
+from secretops import names, stores
 from secretops.models import DbStrategy, Environment
 from secretops.passwords import PasswordPolicy
 from secretops.providers import POSTGRES_PASSWORD, kinds, registry
 from secretops.schema import HttpUrl, StrictModel, keys_in_pairs
+from secretops.stores.fields import EnvVar, ExternalSecretName, SecretName
 
 Namespace = Annotated[str, AfterValidator(partial(names.dns_label, what="namespace"))]
 DeploymentName = Annotated[str, AfterValidator(partial(names.dns_label, what="deployment"))]
-ExternalSecretName = Annotated[
-    str, AfterValidator(partial(names.dns_label, what="ExternalSecret name"))
-]
-SecretName = Annotated[str, AfterValidator(partial(names.dns_subdomain, what="Secret name"))]
-SecretKey = Annotated[str, AfterValidator(names.secret_key)]
 PgRole = Annotated[str, AfterValidator(names.pg_role)]
-EnvVar = Annotated[str, AfterValidator(names.env_var)]
 BlockName = Annotated[str, AfterValidator(names.block_name)]
 SecretId = Annotated[str, AfterValidator(partial(names.identifier, what="secret id"))]
 Cron = Annotated[str, AfterValidator(names.cron)]
 TimeZone = Annotated[str, AfterValidator(names.timezone)]
-SecretFileName = Annotated[str, AfterValidator(names.relative_file_name)]
-AwsSecretId = Annotated[str, Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")]
 
 ENVIRONMENTS = tuple(Environment)
 
@@ -206,64 +200,11 @@ class ConsumerSpec(StrictModel):
     rollout_timeout_seconds: float = Field(default=300, gt=0)
 
 
-class _FileStore(StrictModel):
-    _file: Path | None = PrivateAttr(default=None)
-
-    @property
-    def file(self) -> Path:
-        """The absolute path of the file, set when the inventory is loaded."""
-        if self._file is None:
-            raise ValueError("the store's file is set when the inventory is loaded")
-        return self._file
-
-
-class DotenvStoreSpec(_FileStore):
-    """A key of the environment's ``.env`` file; ``url_keys`` embed the password in a URL."""
-
-    type: Literal["dotenv"]
-    key: EnvVar
-    url_keys: list[EnvVar] = Field(default_factory=list)
-    username_key: EnvVar | None = None
-
-
-class DockerSecretStoreSpec(_FileStore):
-    """A Docker secret file, named relative to the environment's ``secrets_dir``."""
-
-    type: Literal["docker_secret"]
-    path: SecretFileName
-
-
-class KubernetesSecretStoreSpec(StrictModel):
-    """A key of a Kubernetes Secret in the environment's namespace, patched directly."""
-
-    type: Literal["kubernetes_secret"]
-    name: SecretName
-    key: SecretKey
-    username_key: SecretKey | None = None
-
-
-class AwsSecretStoreSpec(StrictModel):
-    """An AWS Secrets Manager secret; ``external_secret`` syncs it into the cluster."""
-
-    type: Literal["aws_secretsmanager"]
-    secret_id: AwsSecretId
-    external_secret: ExternalSecretName | None = None
-    json_key: str | None = None
-    username_json_key: str | None = None
-
-    @model_validator(mode="after")
-    def _username_needs_json(self) -> AwsSecretStoreSpec:
-        if self.username_json_key is not None and self.json_key is None:
-            raise ValueError("username_json_key needs json_key (the secret is then JSON)")
-        return self
-
-
-StoreSpec = Annotated[
-    DotenvStoreSpec | DockerSecretStoreSpec | KubernetesSecretStoreSpec | AwsSecretStoreSpec,
-    Field(discriminator="type"),
-]
-STORE_TYPES = ("dotenv", "docker_secret", "kubernetes_secret", "aws_secretsmanager")
-FILE_STORE_TYPES = ("dotenv", "docker_secret")
+if TYPE_CHECKING:
+    StoreSpec = stores.StoreSpecModel
+else:
+    # one entry of a secret's stores: the specs of the installed store kinds, by type
+    StoreSpec = stores.spec_union(stores.registry())
 
 
 class Schedule(StrictModel):

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr
 
+from secretops import names
 from secretops.errors import InventoryError
-from secretops.inventory import names
 from secretops.inventory.model import (
     ENVIRONMENTS,
     AccessPolicy,

@@ -11,7 +11,9 @@ whose :class:`Provider` says everything the rest of secretops needs to know of i
   lookup of credentials by name;
 - ``checks``: the inventory checks that only it knows (optional);
 - ``label``: what one of its keys is called in reports (``API key``, ``access key``);
-- ``creates_keys``: False when a person creates its keys (in a console, through a form).
+- ``person``: for a provider whose keys a person creates (in a console, through the run's
+  form), what that person is told (:class:`PersonInstructions`), from its settings, the name
+  the key gets and the environment; None when its adapter creates keys (``creates_keys``).
 
 A package adds a provider with one module and one line of its ``pyproject.toml``::
 
@@ -52,6 +54,24 @@ def _no_checks(inventory: Inventory, settings: Any) -> Iterable[Problem]:
 
 
 @dataclass(frozen=True)
+class PersonInstructions:
+    """What a person needs to create the key: where, how to name it, what it looks like."""
+
+    console_url: str
+    key_name: str
+    key_prefix: str | None
+
+    def markdown(self, secret: str, environment: str) -> str:
+        return (
+            f"### A new {secret} key is needed for **{environment}**\n\n"
+            f"1. Open {self.console_url} and create a key named `{self.key_name}`.\n"
+            f"2. Paste it below. It starts with `{self.key_prefix or ''}`.\n\n"
+            "The key is stored as the pending version and deleted from this run's input at "
+            "once; the old key keeps working until the new one is verified."
+        )
+
+
+@dataclass(frozen=True)
 class Provider:
     """One provider of keys: see the module doc."""
 
@@ -60,8 +80,13 @@ class Provider:
     settings: type[BaseModel]
     build: Callable[[Any, Credentials], KeyProvider]
     label: str = "API key"
-    creates_keys: bool = True
     checks: Callable[[Inventory, Any], Iterable[Problem]] = field(default=_no_checks)
+    person: Callable[[Any, str, str], PersonInstructions] | None = None
+
+    @property
+    def creates_keys(self) -> bool:
+        """Whether its adapter creates keys; False when a person does (it has ``person``)."""
+        return self.person is None
 
     def credential_fields(self, settings: BaseModel) -> dict[str, str]:
         """The credentials its settings name, by field: ``{"admin_credential": "openai-admin"}``."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from secretops.providers import Credentials, Provider
+from secretops.providers import Credentials, PersonInstructions, Provider
 from secretops.schema import HttpUrl, StrictModel
 
 if TYPE_CHECKING:
@@ -34,5 +34,11 @@ def build(settings: AnthropicSettings, credential: Credentials) -> KeyProvider:
                              settings.workspace_id)
 
 
+def person(settings: AnthropicSettings, key_name: str, environment: str) -> PersonInstructions:
+    """The console has no API for new keys: a person creates each one there and pastes it."""
+    return PersonInstructions(console_url=settings.console_url or "the provider's console",
+                              key_name=key_name, key_prefix=settings.key_prefix)
+
+
 PROVIDER = Provider(name="anthropic", kind="anthropic_api_key", settings=AnthropicSettings,
-                    build=build, creates_keys=False)
+                    build=build, person=person)
