@@ -30,7 +30,7 @@ from secretops.inventory import SecretSpec
 from secretops.models import Environment, RotationStatus, Stage
 from secretops.prefect_setup import lock_name
 from tasks.common import inventory_at, wiring_for
-from tasks.fleet_keys import Batch, rotate_batch
+from tasks.fleet_keys import rotate_batch_of_keys
 
 T = TypeVar("T")
 READERS = 8
@@ -199,17 +199,13 @@ def rotate_group(due: list[Due], inventory: str, locked: bool = False) -> list[O
             for secret in [s for s in here if s in failed]:
                 outcomes.append(Outcome(secret, environment, RotationStatus.failed, 0.0,
                                         "not attempted: it failed in an earlier environment"))
-            batch = Batch([s for s in here if s not in failed], environment, inventory)
-            if not batch.secrets:
+            batch = [s for s in here if s not in failed]
+            if not batch:
                 continue
-            try:
-                rotate_batch(batch)
-            except Exception as exc:
-                for secret in batch.open(batch.secrets):
-                    batch.end(secret, RotationStatus.failed,
-                              f"the rollback did not complete ({exc}); run rotate-api-key for it")
-            for secret, (status, detail, seconds) in batch.results.items():
-                outcomes.append(Outcome(secret, environment, status, seconds, detail))
+            for secret, rotation in rotate_batch_of_keys(batch, environment, inventory).items():
+                status = rotation.status or RotationStatus.failed
+                outcomes.append(Outcome(secret, environment, status, rotation.seconds,
+                                        rotation.detail))
                 if status is RotationStatus.failed:
                     failed.add(secret)
     return outcomes

@@ -1,5 +1,5 @@
 """The rotation engine: the protocol's steps for each kind of credential, and the one driver
-that runs them in an environment.
+that runs them for one secret or a batch of them in an environment.
 
 A :class:`Rotator` names a kind's five steps, each a runbook task: **create** the new value
 (staged as pending in every store), **set** it at its target (the provider checks the new
@@ -9,22 +9,28 @@ restarted and their new pods' logs verified), **test** it (the target accepts th
 value), and **finish** (the old value revoked or invalidated, the pending marker cleared);
 and the undo of the first two, **unset**.
 
-:func:`rotate` runs them with a :class:`Policy`:
+:func:`rotate_batch` runs them with a :class:`Policy`:
 
 - ``ROLL_BACK``, a rotation on schedule or on demand: any failure once something changed
-  puts the previous value back everywhere, restarts the consumers on it and undoes the new
-  value, then fails saying what was left;
+  puts the previous value back everywhere (the consumers restarted on it, if they had been
+  restarted) and undoes the new value, then fails saying what was left;
+- ``FLEET``, one lane of rotate-all: the same, for each secret that fails, while the others
+  go on; each consumer Deployment is restarted once for the batch, and every secret's ending
+  is returned instead of raised;
 - ``FORWARD_ONLY``, a leak: the old value is revoked already, so a failure never rolls back
   to it; the run fails and its rerun finishes the job.
 
-A refusal at **set** changes nothing in either case: the new value is undone and the run
-fails. rotate-all's fleet lane runs the same steps for a batch of keys, restarting each
-Deployment once for the batch (:mod:`tasks.fleet_keys`).
+A refusal at **set** changes nothing under any policy: the new value is undone and that
+rotation fails. :func:`rotate` is the driver for one secret, which raises
+:class:`RotationFailed`. How a step is run is the :class:`Steps`' business: as a Prefect task
+run (a single rotation, a leak) or as a plain call inside the lane's task (a fleet, which
+would otherwise pay Prefect's per-task cost for nine task runs a key).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +38,7 @@ from typing import Any
 from prefect import Task
 
 from secretops.errors import SecretopsError
+from secretops.models import RotationStatus
 from secretops.report import RunReport, StepResult
 from tasks.api_keys import (
     check_new_key,
@@ -92,93 +99,214 @@ def rotator_for(inventory: str, secret: str) -> Rotator:
 
 class Policy(enum.Enum):
     ROLL_BACK = "roll back on failure"
+    FLEET = "roll back each secret that fails, the others go on"
     FORWARD_ONLY = "never back to the old value (it is revoked)"
+
+
+def run_step(step: Step, *args: Any, **kwargs: Any) -> StepResult:
+    """Run a runbook step's function in the calling task (a fleet lane's)."""
+    fn: Callable[..., StepResult] = step.fn
+    return fn(*args, **kwargs)
+
+
+@dataclass
+class Steps:
+    """How the driver runs a step in ``environment``: as its Prefect task, or (``plain``) as a
+    call in the calling task; every result goes to ``report``."""
+
+    environment: str
+    inventory: str
+    report: RunReport
+    plain: bool = False
+
+    def __call__(self, step: Step, secret: str, **extra: Any) -> StepResult:
+        if self.plain:
+            result = run_step(step, secret, self.environment, self.inventory, **extra)
+        else:
+            result = step(secret, self.environment, self.inventory, **extra)
+        return self.report.add(result)
 
 
 @dataclass
 class Rotation:
-    """What a driven rotation did: each step's result, by the protocol's step."""
+    """What the driver did to one secret: each step's result, by the protocol's step, and how
+    it ended (``status`` None while it goes on) with the seconds from the batch's start."""
 
     results: dict[str, StepResult] = field(default_factory=dict)
+    status: RotationStatus | None = None
+    detail: str = ""
+    seconds: float = 0.0
 
 
-def propagate(secret: str, environment: str, inventory: str, report: RunReport) -> StepResult:
-    """Runbook steps "Update secret" and "Restart pods" with their checks: the pending value
-    becomes current in every store (and ESO syncs it in production), the consumers restart,
-    and their new pods log that they started with it. Returns the restart's result."""
-    report.add(update_secret(secret, environment, inventory))
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
-    return restart
+@dataclass
+class _Batch:
+    rotator: Rotator
+    steps: Steps
+    policy: Policy
+    rotations: dict[str, Rotation]
+    began: float = field(default_factory=time.monotonic)
 
+    def end(self, secret: str, status: RotationStatus, detail: str) -> None:
+        rotation = self.rotations[secret]
+        if rotation.status is None:
+            rotation.status, rotation.detail = status, detail
+            rotation.seconds = time.monotonic() - self.began
 
-def roll_back(rotator: Rotator, secret: str, environment: str, inventory: str,
-              report: RunReport) -> None:
-    """The undo of :func:`propagate` and of the new value: the previous value current again in
-    every store (and at the target, for ``undo_first``), the consumers restarted on it and
-    healthy, the new value undone."""
-    report.add(restore_previous(secret, environment, inventory))
-    if rotator.undo_first:
-        report.add(rotator.unset(secret, environment, inventory))
-    report.add(sync_external_secret(secret, environment, inventory))
-    restart = report.add(restart_pods(secret, environment, inventory))
-    report.add(verify_logs(secret, environment, inventory, since=restart.started_at))
-    if not rotator.undo_first:
-        report.add(rotator.unset(secret, environment, inventory))
+    def going(self, secrets: list[str]) -> list[str]:
+        return [secret for secret in secrets if self.rotations[secret].status is None]
 
 
 def rotate(rotator: Rotator, secret: str, environment: str, inventory: str, report: RunReport,
            policy: Policy = Policy.ROLL_BACK, *, create: Mapping[str, Any] | None = None,
            after_create: Step | None = None,
            finish: Callable[[Rotation], Mapping[str, Any]] | None = None) -> Rotation:
-    """Create, set, propagate, test and finish ``secret`` in ``environment`` (see the module
-    doc), each step's result added to ``report``. ``create`` holds the create step's extra
-    arguments; ``after_create`` is a step run once the new value is staged (a leak records
-    it); ``finish`` gives the finish step's extra arguments from what the rotation did so
-    far. Raises :class:`RotationFailed` (the report's outcome set) when it cannot finish."""
-    done = Rotation()
-    where = f"{secret} in {environment}"
-    done.results["create"] = report.add(
-        rotator.create(secret, environment, inventory, **(create or {})))
-    if after_create is not None:
-        report.add(after_create(secret, environment, inventory))
+    """Create, set, propagate, test and finish ``secret`` in ``environment`` as task runs,
+    each step's result added to ``report`` (see :func:`rotate_batch` for the extras). Raises
+    :class:`RotationFailed` (the report's outcome set) when it cannot finish."""
+    steps = Steps(environment, inventory, report)
+    return rotate_batch(rotator, [secret], steps, policy, create=create,
+                        after_create=after_create, finish=finish)[secret]
+
+
+def rotate_batch(rotator: Rotator, secrets: list[str], steps: Steps,
+                 policy: Policy = Policy.ROLL_BACK, *,
+                 create: Mapping[str, Any] | None = None, after_create: Step | None = None,
+                 finish: Callable[[Rotation], Mapping[str, Any]] | None = None,
+                 rotations: dict[str, Rotation] | None = None) -> dict[str, Rotation]:
+    """Rotate ``secrets`` (which share their consumers, for a fleet) in ``steps``'
+    environment with ``policy`` (see the module doc): every one created and set, made
+    current in its stores, the consumers restarted once, every one tested, then finished.
+    ``create`` holds the create step's extra arguments; ``after_create`` is a step run once
+    the new value is staged (a leak records it); ``finish`` gives the finish step's extra
+    arguments from what the rotation did so far. Returns each secret's :class:`Rotation`
+    (kept in ``rotations`` as it goes, when given); under any policy but ``FLEET`` a failure
+    raises :class:`RotationFailed` instead."""
+    if rotations is None:
+        rotations = {}
+    rotations.update({secret: Rotation() for secret in secrets})
+    batch = _Batch(rotator, steps, policy, rotations)
+    staged = [secret for secret in secrets if _created_and_set(batch, secret, create,
+                                                                 after_create)]
+    stored = []
+    for secret in staged:
+        try:
+            steps(update_secret, secret)
+            steps(sync_external_secret, secret)
+            stored.append(secret)
+        except Exception as exc:
+            _failed(batch, [secret], exc, restarted=False)
     try:
-        done.results["set"] = report.add(rotator.set(secret, environment, inventory))
+        restart = _restart_consumers(steps, stored)
+        for secret in stored:
+            batch.rotations[secret].results["propagate"] = restart[secret]
+    except Exception as exc:
+        _failed(batch, stored, exc, restarted=True)
+    refused: list[tuple[str, Exception]] = []
+    for secret in batch.going(stored):
+        try:
+            batch.rotations[secret].results["test"] = steps(rotator.test, secret)
+        except Exception as exc:
+            refused.append((secret, exc))
+    if refused:
+        _failed(batch, [secret for secret, _ in refused], refused[0][1], restarted=True,
+                cause="; ".join(str(exc) for _, exc in refused))
+    for secret in batch.going(stored):
+        rotation = batch.rotations[secret]
+        try:
+            rotation.results["finish"] = steps(
+                rotator.finish, secret, **(finish(rotation) if finish else {}))
+        except Exception as exc:
+            if policy is not Policy.FLEET:
+                raise
+            batch.end(secret, RotationStatus.failed,
+                      f"the new {rotator.what} is current and verified but the old one is not "
+                      f"revoked ({exc}); rerun to revoke it")
+        else:
+            batch.end(secret, RotationStatus.rotated,
+                      f"rotated: new {rotator.what} current and verified, old {rotator.what} "
+                      "revoked")
+    return batch.rotations
+
+
+def _created_and_set(batch: _Batch, secret: str, create: Mapping[str, Any] | None,
+                     after_create: Step | None) -> bool:
+    """Create the new value and set it at its target; False (its ending recorded) when that
+    rotation cannot go on. Outside a fleet a failed creation raises as it is."""
+    rotator, steps, rotation = batch.rotator, batch.steps, batch.rotations[secret]
+    try:
+        rotation.results["create"] = steps(rotator.create, secret, **(create or {}))
+        if after_create is not None:
+            steps(after_create, secret)
+    except Exception as exc:
+        if batch.policy is not Policy.FLEET:
+            raise
+        steps(rotator.unset, secret)
+        batch.end(secret, RotationStatus.failed, f"no new {rotator.what} ({exc}); nothing changed")
+        return False
+    try:
+        rotation.results["set"] = steps(rotator.set, secret)
     except SecretopsError as exc:
-        report.failed(rotator.set.name, exc)
+        steps.report.failed(rotator.set.name, exc)
         # a forward-only rotation never puts the old value back at the target (a leaked
         # password revived in the database); a new key is revoked either way
-        if not (policy is Policy.FORWARD_ONLY and rotator.undo_first):
-            report.add(rotator.unset(secret, environment, inventory))
-        raise RotationFailed(f"{exc}; nothing was changed. Fix the cause (or create a new "
-                             f"{rotator.what}) and rerun.",
-                             f"failed: the new {rotator.what} was refused; nothing changed"
-                             ) from None
-    try:
-        done.results["propagate"] = propagate(secret, environment, inventory, report)
-        done.results["test"] = report.add(rotator.test(secret, environment, inventory))
-    except Exception as exc:
-        report.failed("verification", exc)
-        if policy is Policy.FORWARD_ONLY:
-            raise RotationFailed(
-                f"replacing {where} failed ({exc}); the old {rotator.what} stays revoked: fix "
-                "the cause and rerun to finish", "failed: the old value stays revoked; rerun "
-                "to finish") from None
-        _undo(rotator, secret, environment, inventory, report, exc)
-    done.results["finish"] = report.add(rotator.finish(
-        secret, environment, inventory, **(finish(done) if finish else {})))
-    return done
+        if not (batch.policy is Policy.FORWARD_ONLY and rotator.undo_first):
+            steps(rotator.unset, secret)
+        if batch.policy is not Policy.FLEET:
+            raise RotationFailed(f"{exc}; nothing was changed. Fix the cause (or create a new "
+                                 f"{rotator.what}) and rerun.",
+                                 f"failed: the new {rotator.what} was refused; nothing changed"
+                                 ) from None
+        batch.end(secret, RotationStatus.failed,
+                  f"the new {rotator.what} was refused ({exc}); nothing changed")
+        return False
+    return True
 
 
-def _undo(rotator: Rotator, secret: str, environment: str, inventory: str, report: RunReport,
-          cause: Exception) -> None:
-    """Roll back after ``cause`` and fail, saying what state it left."""
-    where = f"rotating {secret} in {environment}"
+def _restart_consumers(steps: Steps, secrets: list[str]) -> dict[str, StepResult]:
+    """Runbook step "Restart pods" and its check for ``secrets``: each consumer Deployment
+    restarted once (the secrets with the most consumers first, a secret whose consumers are
+    all restarted already skipped) and its new pods' logs verified. Returns, for each secret,
+    the restart that covered it."""
+    inv = inventory_at(steps.inventory)
+    done: dict[str, StepResult] = {}
+    covered: dict[str, StepResult] = {}
+    for secret in sorted(secrets, key=lambda s: -len(inv.consumers_of(s))):
+        names = {consumer.deployment for consumer in inv.consumers_of(secret)}
+        before = next((done[name] for name in names if name in done), None)
+        if names and names <= done.keys() and before is not None:
+            covered[secret] = before
+            continue
+        restart = steps(restart_pods, secret)
+        steps(verify_logs, secret, since=restart.started_at)
+        done.update(dict.fromkeys(names, restart))
+        covered[secret] = restart
+    return covered
+
+
+def _failed(batch: _Batch, secrets: list[str], exc: Exception, *, restarted: bool,
+            cause: str | None = None) -> None:
+    """``secrets`` failed once their new value was set (``restarted``: after their consumers
+    were restarted on it): roll them back, or not, as the policy says."""
+    rotator, steps = batch.rotator, batch.steps
+    cause = cause or str(exc)
+    steps.report.failed("verification", exc)
+    if batch.policy is Policy.FORWARD_ONLY:
+        where = f"{secrets[0]} in {steps.environment}"
+        raise RotationFailed(
+            f"replacing {where} failed ({cause}); the old {rotator.what} stays revoked: fix "
+            "the cause and rerun to finish", "failed: the old value stays revoked; rerun "
+            "to finish") from None
+    if batch.policy is Policy.FLEET:
+        roll_back(rotator, secrets, steps, restarted)
+        left = "the previous key is current" if restarted else "nothing restarted"
+        for secret in secrets:
+            batch.end(secret, RotationStatus.failed, f"failed and rolled back ({cause}); {left}")
+        return
+    where = f"rotating {secrets[0]} in {steps.environment}"
     try:
-        roll_back(rotator, secret, environment, inventory, report)
+        roll_back(rotator, secrets, steps, restarted)
     except Exception as undo:
-        report.failed("roll back", undo)
+        steps.report.failed("roll back", undo)
         raise RotationFailed(
             f"{where} failed ({cause}), and so did the rollback ({undo}); the stores and the "
             f"{'database' if rotator.undo_first else 'provider'} may disagree: see the run's "
@@ -189,3 +317,19 @@ def _undo(rotator: Rotator, secret: str, environment: str, inventory: str, repor
         f"is healthy and the new {rotator.what} undone. See the run's report, fix the cause "
         "and rerun.", f"failed and rolled back: the previous {rotator.what} is current again"
     ) from None
+
+
+def roll_back(rotator: Rotator, secrets: list[str], steps: Steps, restarted: bool) -> None:
+    """The undo of the propagation and of the new value: the previous value current again in
+    every store (and at the target first, for ``undo_first``), the consumers restarted on it
+    and healthy if they had been restarted on the new one, the new value undone."""
+    for secret in secrets:
+        steps(restore_previous, secret)
+        if rotator.undo_first:
+            steps(rotator.unset, secret)
+        steps(sync_external_secret, secret)
+    if restarted:
+        _restart_consumers(steps, secrets)
+    if not rotator.undo_first:
+        for secret in secrets:
+            steps(rotator.unset, secret)

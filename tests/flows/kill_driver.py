@@ -90,9 +90,9 @@ def kill_in_step(point: str, inventory: str) -> None:
 
 def kill_after_fleet_step(name: str) -> None:
     """Make a rotate-all lane die right after it has run the step ``name``."""
-    import tasks.fleet_keys as fleet_keys
+    import tasks.rotation as rotation
 
-    run_step = fleet_keys.run_step
+    run_step = rotation.run_step
 
     def wrapper(step: Task[..., Any], *args: Any, **kwargs: Any) -> Any:
         result = run_step(step, *args, **kwargs)
@@ -100,7 +100,7 @@ def kill_after_fleet_step(name: str) -> None:
             die()
         return result
 
-    fleet_keys.run_step = wrapper
+    rotation.run_step = wrapper
 
 
 def main(argv: list[str] | None = None) -> int:
