@@ -1,10 +1,12 @@
-"""What every flow shares: where the inventory is, the per-secret lock, the report artifact."""
+"""What every flow shares: where the inventory is, the per-secret lock, the report artifact
+and its publishing, the dry run."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -15,6 +17,8 @@ from secretops.errors import InventoryError
 from secretops.prefect_setup import lock_name
 from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
+from tasks.plan import plan_rotation
+from tasks.rotation import RotationFailed
 
 R = TypeVar("R")
 
@@ -65,3 +69,28 @@ async def publish(report: RunReport, key: str) -> None:
     slug = "".join(c if c.isalnum() else "-" for c in key.lower()).strip("-")
     await acreate_markdown_artifact(markdown=report.markdown(), key=slug,
                                     description=report.title)
+
+
+@contextlib.asynccontextmanager
+async def reported(report: RunReport, key: str, done: str) -> AsyncIterator[RunReport]:
+    """The run's report, published as its artifact ``key`` when the block ends: with the
+    outcome the block set, else ``done``; when the rotation failed, with the failure's
+    outcome, the failure raised on."""
+    try:
+        yield report
+    except RotationFailed as failed:
+        report.outcome = failed.outcome
+        await publish(report, key)
+        raise
+    if report.outcome == RunReport.outcome:
+        report.outcome = done
+    await publish(report, key)
+
+
+async def dry_run_plan(report: RunReport, secret: str, environment: str, inventory: str,
+                  steps: list[str], key: str) -> str:
+    """A dry run: what each step would do, as the report and its artifact ``key-plan``."""
+    report.add(plan_rotation(secret, environment, inventory, steps))
+    report.outcome = "dry run: nothing changed"
+    await publish(report, f"{key}-plan")
+    return report.markdown()

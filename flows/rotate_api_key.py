@@ -28,7 +28,14 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
 from pydantic import Field, SecretStr
 
-from flows.common import SecretId, inventory_path, key_secret, publish, secret_lock
+from flows.common import (
+    SecretId,
+    dry_run_plan,
+    inventory_path,
+    key_secret,
+    reported,
+    secret_lock,
+)
 from secretops import locks
 from secretops.errors import NotRetryable, SecretopsError
 from secretops.models import Environment, SecretValue
@@ -39,8 +46,7 @@ from tasks.common import inventory_at, one_prefect_client, wiring_for
 from tasks.consumers import (
     check_external_secrets,
 )
-from tasks.plan import plan_rotation
-from tasks.rotation import KEYS, RotationFailed, rotate
+from tasks.rotation import KEYS, rotate
 from tasks.stores import check_current_values
 
 PAUSE_KEY = "new-key"
@@ -78,27 +84,19 @@ async def rotate_api_key(
         secret_id, env = key_secret(path, secret), Environment(environment).value
         report = RunReport(f"Rotate API key {secret_id} in {env}",
                            {"secret": secret_id, "environment": env, "reason": reason})
+        key = f"rotate-{secret_id}-{env}"
         if dry_run:
-            report.add(plan_rotation(secret_id, env, path, STEPS))
-            report.outcome = "dry run: nothing changed"
-            await publish(report, f"rotate-{secret_id}-{env}-plan")
-            return report.markdown()
-        with locks.hold([secret_lock(secret_id)]):
-            report.add(check_external_secrets(secret_id, env, path))
-            report.add(check_current_values(secret_id, env, path))
-            if not await wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds,
-                                                   report):
-                report.outcome = "cancelled: no key was provided in time; nothing changed"
-                await publish(report, f"rotate-{secret_id}-{env}")
-                return Cancelled(message=report.outcome)
-            try:
+            return await dry_run_plan(report, secret_id, env, path, STEPS, key)
+        async with reported(report, key, "rotated: the new key is current and verified, the "
+                            "old key is revoked"):
+            with locks.hold([secret_lock(secret_id)]):
+                report.add(check_external_secrets(secret_id, env, path))
+                report.add(check_current_values(secret_id, env, path))
+                if not await wait_for_person_if_needed(secret_id, env, path,
+                                                       person_timeout_seconds, report):
+                    report.outcome = "cancelled: no key was provided in time; nothing changed"
+                    return Cancelled(message=report.outcome)
                 rotate(KEYS, secret_id, env, path, report)
-            except RotationFailed as failed:
-                report.outcome = failed.outcome
-                await publish(report, f"rotate-{secret_id}-{env}")
-                raise
-        report.outcome = "rotated: the new key is current and verified, the old key is revoked"
-        await publish(report, f"rotate-{secret_id}-{env}")
         return report.markdown()
 
 

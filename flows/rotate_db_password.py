@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import inventory_path, publish, secret_lock
+from flows.common import dry_run_plan, inventory_path, reported, secret_lock
 from secretops import locks
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
@@ -27,7 +27,6 @@ from tasks.common import inventory_at, one_prefect_client
 from tasks.consumers import (
     check_external_secrets,
 )
-from tasks.plan import plan_rotation
 from tasks.rotation import PASSWORDS, Rotation, RotationFailed, rotate
 from tasks.stores import check_current_values
 
@@ -59,34 +58,28 @@ async def rotate_db_password(
         report = RunReport(f"Rotate database password in {env}",
                            {"secret": secret, "environment": env, "strategy": chosen.value,
                             "reason": reason})
-        if dry_run:
-            report.add(plan_rotation(secret, env, path, STEPS))
-            report.outcome = "dry run: nothing changed"
-            await publish(report, f"rotate-{secret}-{env}-plan")
-            return report.markdown()
-        with locks.hold([secret_lock(secret)]):
-            report.add(check_external_secrets(secret, env, path))
-            report.add(check_current_values(secret, env, path))
-            def finish(done: Rotation) -> dict[str, object]:
-                updated, restart = done.results["set"], done.results["propagate"]
-                password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
-                if chosen is DbStrategy.single:
-                    window = (restart.started_at + timedelta(seconds=restart.seconds)
-                              - password_set_at)
-                    report.notes.append(
-                        "single-user strategy: new connections made with the old password "
-                        f"were refused for {window.total_seconds():.1f} s (password change to "
-                        "end of restart); requests that needed one failed")
-                return {"terminate_old_sessions": terminate_old_sessions,
-                        "password_set_at": password_set_at}
 
-            try:
+        def finish(done: Rotation) -> dict[str, object]:
+            updated, restart = done.results["set"], done.results["propagate"]
+            password_set_at = updated.started_at + timedelta(seconds=updated.seconds)
+            if chosen is DbStrategy.single:
+                window = (restart.started_at + timedelta(seconds=restart.seconds)
+                          - password_set_at)
+                report.notes.append(
+                    "single-user strategy: new connections made with the old password were "
+                    f"refused for {window.total_seconds():.1f} s (password change to end of "
+                    "restart); requests that needed one failed")
+            return {"terminate_old_sessions": terminate_old_sessions,
+                    "password_set_at": password_set_at}
+
+        key = f"rotate-{secret}-{env}"
+        if dry_run:
+            return await dry_run_plan(report, secret, env, path, STEPS, key)
+        async with reported(report, key, "rotated: the new credentials are current and "
+                            "verified, the old refused"):
+            with locks.hold([secret_lock(secret)]):
+                report.add(check_external_secrets(secret, env, path))
+                report.add(check_current_values(secret, env, path))
                 rotate(PASSWORDS, secret, env, path, report, create={"strategy": chosen.value},
                        finish=finish)
-            except RotationFailed as failed:
-                report.outcome = failed.outcome
-                await publish(report, f"rotate-{secret}-{env}")
-                raise
-        report.outcome = "rotated: the new credentials are current and verified, the old refused"
-        await publish(report, f"rotate-{secret}-{env}")
         return report.markdown()
