@@ -103,11 +103,17 @@ def build(bench: Bench, size: int, pod_start: float = 0.3, tag: str = ""
                             "consumers": [name],
                             "stores": {env: [{"type": "kubernetes_secret", "name": name,
                                               "key": "openai"}] for env in environments}})
+    # the provider's per-environment settings, for the environments this fleet has
+    provider = dict(base_inventory["providers"]["openai"])
+    if provider.get("service_accounts"):
+        provider["service_accounts"] = {env: account for env, account
+                                        in provider["service_accounts"].items()
+                                        if env in environments}
     inventory = {
         "version": 1, "application": "intelliprompt",
         "credentials": {k: v for k, v in base_inventory["credentials"].items()
                         if k == "openai-admin"},
-        "providers": {"openai": base_inventory["providers"]["openai"]},
+        "providers": {"openai": provider},
         "kubernetes": base_inventory["kubernetes"],
         "environments": {env: {"namespace": NAMESPACES[env]} for env in environments},
         "consumers": consumers, "secrets": secrets,
