@@ -5,15 +5,17 @@ secretops, cli, flows, tasks and deployments) and ``secretops-sandbox``
 (``sandbox/pyproject.toml``: the package sandbox and the dependencies only it needs). Wheels
 and sdists of the root are setuptools' own, the product alone. An editable install of the
 root (``pip install -e .``, a checkout) is for working on both, so its build also maps the
-``sandbox`` package to ``sandbox/`` and requires what ``sandbox/pyproject.toml`` lists (the
-one place that list lives), less the sandbox's requirement of secretops itself.
+``sandbox`` package to ``sandbox/``, requires what ``sandbox/pyproject.toml`` lists (the one
+place that list lives), less the sandbox's requirement of secretops itself, and carries the
+sandbox's entry points (its emulators' group, ``secretops.sandbox.emulators``), read from the
+same file.
 
 How: while an editable hook runs, setuptools' reading of the root's ``pyproject.toml``
 (``setuptools.config.pyprojecttoml.read_configuration``) returns that configuration with the
-sandbox's packages and requirements added. The result is what the configuration would say if
-it listed them: setuptools' editable finder maps the packages and the metadata lists the
-requirements. Where there is no ``sandbox/pyproject.toml`` (an unpacked sdist), an editable
-install is the product's alone.
+sandbox's packages, requirements and entry points added. The result is what the
+configuration would say if it listed them: setuptools' editable finder maps the packages and
+the metadata lists the requirements and the entry points. Where there is no
+``sandbox/pyproject.toml`` (an unpacked sdist), an editable install is the product's alone.
 """
 
 from __future__ import annotations
@@ -49,16 +51,33 @@ def _name(requirement: str) -> str:
     return name.strip().lower().replace("_", "-").replace(".", "-")
 
 
+def _sandbox_project() -> dict[str, Any]:
+    with open(SANDBOX / "pyproject.toml", "rb") as file:
+        project: dict[str, Any] = tomllib.load(file)["project"]
+    return project
+
+
 def sandbox_requirements() -> list[str]:
     """What ``sandbox/pyproject.toml`` requires, except secretops itself."""
-    with open(SANDBOX / "pyproject.toml", "rb") as file:
-        project = tomllib.load(file)["project"]
-    return [r for r in project.get("dependencies", []) if _name(r) != PRODUCT]
+    return [r for r in _sandbox_project().get("dependencies", []) if _name(r) != PRODUCT]
+
+
+def sandbox_entry_points() -> dict[str, dict[str, str]]:
+    """The entry points ``sandbox/pyproject.toml`` declares, by group."""
+    return {group: dict(points)
+            for group, points in _sandbox_project().get("entry-points", {}).items()}
 
 
 def _with_sandbox(config: dict[str, Any]) -> dict[str, Any]:
     config["project"]["dependencies"] = [*config["project"].get("dependencies", []),
                                          *sandbox_requirements()]
+    groups = config["project"].setdefault("entry-points", {})
+    for group, points in sandbox_entry_points().items():
+        clash = set(groups.get(group, {})) & set(points)
+        if clash:
+            raise RuntimeError(f"entry points {sorted(clash)} of {group} are declared by both "
+                               "pyproject.toml and sandbox/pyproject.toml")
+        groups[group] = {**groups.get(group, {}), **points}
     options = config.setdefault("tool", {}).setdefault("setuptools", {})
     packages = options.get("packages", [])
     if isinstance(packages, dict):  # not expanded yet: {"find": {"include": [...]}}

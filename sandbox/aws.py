@@ -24,6 +24,7 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -293,10 +294,10 @@ def proxy_app(aws: AwsSandbox) -> Starlette:
 
 @dataclass(frozen=True)
 class SeedValues:
-    """The values IntelliPrompt's production secrets start with (kept out of ``repr``)."""
+    """The values IntelliPrompt's production secrets start with (kept out of ``repr``):
+    ``api_keys``, the backend's keys by provider name (``prod/intelliprompt/<name>``)."""
 
-    openai_key: str = field(repr=False)
-    anthropic_key: str = field(repr=False)
+    api_keys: Mapping[str, str] = field(repr=False)
     db_username: str
     db_password: str = field(repr=False)
 
@@ -304,6 +305,7 @@ class SeedValues:
 OIDC_ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/SANDBOXINTELLIPROMPT"
 ESO_SERVICE_ACCOUNT = "system:serviceaccount:external-secrets:external-secrets"
 READER_ROLE = "intelliprompt-secrets-reader"
+CONTRACTOR_READ = "prod/intelliprompt/openai"
 CONTRACTOR_USER_AGENT = (
     "aws-cli/2.15.30 Python/3.11.8 Darwin/23.4.0 exe/x86_64 prompt/off "
     "command/secretsmanager.get-secret-value"
@@ -333,14 +335,14 @@ def client(
 
 def seed(endpoint_url: str, values: SeedValues, region: str = REGION) -> dict[str, str]:
     """Create IntelliPrompt's production world through the proxy at ``endpoint_url``:
-    the three secrets, the OIDC provider and the ESO reader role with its policies, and a
-    read of ``prod/intelliprompt/openai`` by ``contractor-laptop`` that CloudTrail records.
+    the backend's secrets (its keys', the database login's), the OIDC provider and the ESO
+    reader role with its policies, and a read of ``prod/intelliprompt/openai`` (the first
+    key's, when there is no OpenAI key) by ``contractor-laptop`` that CloudTrail records.
     Returns the ARNs by name (secret names, ``role``, ``oidc_provider``)."""
     secretsmanager = client(endpoint_url, "secretsmanager", region=region)
     arns: dict[str, str] = {}
     for name, value in (
-        ("prod/intelliprompt/openai", values.openai_key),
-        ("prod/intelliprompt/anthropic", values.anthropic_key),
+        *((f"prod/intelliprompt/{key}", key_value) for key, key_value in values.api_keys.items()),
         (
             "prod/intelliprompt/db",
             json.dumps({"username": values.db_username, "password": values.db_password}),
@@ -348,7 +350,8 @@ def seed(endpoint_url: str, values: SeedValues, region: str = REGION) -> dict[st
     ):
         created = secretsmanager.create_secret(Name=name, SecretString=value)
         arns[name] = created["ARN"]
-    account_id = arns["prod/intelliprompt/openai"].split(":")[4]
+    account_id = arns["prod/intelliprompt/db"].split(":")[4]
+    read = CONTRACTOR_READ if CONTRACTOR_READ in arns else next(iter(arns))
     iam = client(endpoint_url, "iam", region=region)
     provider = iam.create_open_id_connect_provider(
         Url=f"https://{OIDC_ISSUER}",
@@ -401,5 +404,5 @@ def seed(endpoint_url: str, values: SeedValues, region: str = REGION) -> dict[st
         region,
         user_agent=CONTRACTOR_USER_AGENT,
     )
-    contractor.get_secret_value(SecretId="prod/intelliprompt/openai")
+    contractor.get_secret_value(SecretId=read)
     return arns

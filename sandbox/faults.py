@@ -1,11 +1,12 @@
 """Fault knobs: make an emulator slow, flaky or down, so retries and timeouts get exercised.
 
-One :class:`Faults` registry holds a :class:`Knobs` per emulator (``openai``, ``anthropic``,
-``kubernetes``, ``aws``). :class:`FaultMiddleware` wraps an emulator's ASGI app and, before
-each request reaches it, waits ``latency_ms``, refuses with 503 while the emulator is down,
-answers ``error_rate`` of the requests with one of ``codes`` and ``conflict_rate`` of the
-writes with 409, each in the error shape of that provider. :func:`control_app` is the
-``/faults`` endpoint that changes the knobs at run time.
+One :class:`Faults` registry holds a :class:`Knobs` per emulator (the providers' emulators'
+knobs, ``kubernetes`` and ``aws``: :func:`emulator_names`). :class:`FaultMiddleware` wraps
+an emulator's ASGI app and, before each request reaches it, waits ``latency_ms``, refuses
+with 503 while the emulator is down, answers ``error_rate`` of the requests with one of
+``codes`` and ``conflict_rate`` of the writes with 409, each in the error shape of that
+provider. :func:`control_app` is the ``/faults`` endpoint that changes the knobs at run
+time.
 
 The registry draws from one seeded :class:`random.Random`, so a test that sends the same
 requests sees the same faults.
@@ -29,9 +30,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-EMULATORS = ("openai", "anthropic", "kubernetes", "aws")
+SHARED = ("kubernetes", "aws")
+"""The knobs of the world's shared systems: its Kubernetes API and its AWS (Secrets Manager,
+IAM, CloudTrail). Each provider's emulator adds its own (:func:`emulator_names`)."""
 DEFAULT_CODES = (429, 500, 503)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def emulator_names() -> tuple[str, ...]:
+    """Every fault knob's name: the providers' emulators' (:mod:`sandbox.emulators`, in
+    their order), then the shared systems'."""
+    from sandbox.emulators import fault_knobs
+
+    return (*fault_knobs(), *SHARED)
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,7 @@ class Faults:
     """The knobs of every emulator, and the seeded dice that decide which request fails."""
 
     seed: int = 0
-    names: tuple[str, ...] = EMULATORS
+    names: tuple[str, ...] = field(default_factory=emulator_names)
     _knobs: dict[str, Knobs] = field(default_factory=dict, init=False)
     _injected: dict[str, int] = field(default_factory=dict, init=False)
     _random: random.Random = field(init=False)

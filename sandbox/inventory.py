@@ -8,55 +8,49 @@ application role has its own name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from sandbox.emulators import InventoryPart
 
 ROLES = {"development": "intelliprompt_dev", "staging": "intelliprompt_staging",
          "production": "intelliprompt"}
 NAMESPACES = {"staging": "intelliprompt-staging", "production": "intelliprompt"}
 
 
-def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
-    """``endpoints``: openai, anthropic, console, aws, region, pg_host, pg_port, pg_admin,
-    openai_accounts (each environment's OpenAI service account id) and iam (the CI's AWS
-    account, :mod:`sandbox.iam`)."""
+def schedule(day: int) -> dict[str, str]:
+    return {"cron": f"0 3 {day} * *", "timezone": "UTC"}
+
+
+def sandbox_inventory(endpoints: dict[str, Any],
+                      parts: Sequence[tuple[str, InventoryPart]]) -> dict[str, Any]:
+    """``endpoints``: aws, region, pg_host, pg_port, pg_admin. ``parts``: each emulator's
+    (:mod:`sandbox.emulators`), by provider name, in order: its ``providers:`` section, its
+    credentials, its secrets (the backend's before the database password, the others'
+    after), consumers and production ExternalSecrets."""
 
     def postgres(env: str) -> dict[str, Any]:
         return {"host": endpoints["pg_host"], "port": endpoints["pg_port"],
                 "database": ROLES[env], "admin_user": endpoints["pg_admin"],
                 "admin_credential": "postgres-admin"}
 
-    def schedule(day: int) -> dict[str, str]:
-        return {"cron": f"0 3 {day} * *", "timezone": "UTC"}
-
+    credentials = {name: {"file": file} for _, part in parts
+                   for name, file in part.credentials.items()}
+    backend = [s for _, part in parts for s in part.secrets if s["consumers"] == ["backend"]]
+    others = [s for _, part in parts for s in part.secrets if s["consumers"] != ["backend"]]
     return {
         "version": 1,
         "application": "intelliprompt",
         "credentials": {
-            "openai-admin": {"file": "credentials/openai-admin-key"},
-            "anthropic-admin": {"file": "credentials/anthropic-admin-key"},
+            **credentials,
             "postgres-admin": {"file": "credentials/postgres-admin-password"},
             "aws-access-key-id": {"file": "credentials/aws-access-key-id"},
             "aws-secret-access-key": {"file": "credentials/aws-secret-access-key"},
             "github-webhook-secret": {"file": "credentials/github-webhook-secret"},
             "github-token": {"file": "credentials/github-token"},
             "alerts-report-token": {"file": "credentials/alerts-report-token"},
-            "iam-rotator-access-key-id": {"file": "credentials/iam-rotator-access-key-id"},
-            "iam-rotator-secret-access-key": {
-                "file": "credentials/iam-rotator-secret-access-key"},
         },
-        "providers": {
-            "openai": {"base_url": endpoints["openai"], "admin_credential": "openai-admin",
-                       "project_id": "proj_intelliprompt",
-                       "service_accounts": endpoints.get("openai_accounts", {})},
-            "anthropic": {"base_url": endpoints["anthropic"],
-                          "admin_credential": "anthropic-admin",
-                          "console_url": endpoints["console"], "key_prefix": "sk-ant-api03-"},
-            "aws_iam": {"endpoint_url": endpoints["iam"], "region": "us-east-1",
-                        "access_key_id_credential": "iam-rotator-access-key-id",
-                        "secret_access_key_credential": "iam-rotator-secret-access-key",
-                        "users": {"staging": "intelliprompt-ci-staging",
-                                  "production": "intelliprompt-ci"}},
-        },
+        "providers": {name: part.settings for name, part in parts},
         "aws": {"region": endpoints["region"], "endpoint_url": endpoints["aws"],
                 "access_key_id_credential": "aws-access-key-id",
                 "secret_access_key_credential": "aws-secret-access-key",
@@ -71,17 +65,16 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
                 "namespace": NAMESPACES["production"],
                 "external_secrets": {"intelliprompt-secrets": {"target": "api-keys"},
                                      "intelliprompt-db": {"target": "db-credentials"},
-                                     "intelliprompt-ci": {"target": "ci-aws-key"}},
+                                     **{name: target for _, part in parts for name, target
+                                        in part.external_secrets.items()}},
                 "postgres": postgres("production"),
             },
         },
         "consumers": {"backend": {"deployment": "backend", "verify_log": "API initialized",
                                   "rollout_timeout_seconds": 60},
-                      "ci-runner": {"deployment": "ci-runner", "verify_log": "CI runner ready",
-                                    "rollout_timeout_seconds": 60}},
+                      **{name: c for _, part in parts for name, c in part.consumers.items()}},
         "secrets": [
-            _api_key("openai", "openai_api_key", "OPENAI_API_KEY", schedule(1)),
-            _api_key("anthropic", "anthropic_api_key", "ANTHROPIC_API_KEY", schedule(2)),
+            *backend,
             {
                 "id": "db-password", "kind": "postgres_password",
                 "description": "PostgreSQL login of the backend", "schedule": schedule(3),
@@ -102,27 +95,7 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
                                     "json_key": "password", "username_json_key": "username"}],
                 },
             },
-            {
-                "id": "ci-aws-key", "kind": "aws_iam_access_key",
-                "description": "AWS access key of the CI runner (IAM users intelliprompt-ci, "
-                               "intelliprompt-ci-staging)",
-                "schedule": schedule(4), "consumers": ["ci-runner"],
-                "environments": ["staging", "production"],
-                "stores": {
-                    "staging": [
-                        {"type": "aws_secretsmanager",
-                         "secret_id": "staging/intelliprompt/ci-aws-key",
-                         "json_key": "secret_access_key", "username_json_key": "access_key_id"},
-                        {"type": "kubernetes_secret", "name": "ci-aws-key",
-                         "key": "AWS_SECRET_ACCESS_KEY", "username_key": "AWS_ACCESS_KEY_ID"},
-                    ],
-                    "production": [
-                        {"type": "aws_secretsmanager", "secret_id": "prod/intelliprompt/ci-aws-key",
-                         "external_secret": "intelliprompt-ci", "json_key": "secret_access_key",
-                         "username_json_key": "access_key_id"},
-                    ],
-                },
-            },
+            *others,
         ],
         "access_policy": {"production": {"groups": ["devops"]},
                           "staging": {"groups": ["devops", "developers"]},
@@ -130,10 +103,13 @@ def sandbox_inventory(endpoints: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _api_key(secret: str, kind: str, variable: str, schedule: dict[str, str]) -> dict[str, Any]:
+def api_key_secret(secret: str, kind: str, variable: str, day: int) -> dict[str, Any]:
+    """A key of the backend (``kind``, issued by provider ``secret``): ``variable`` of the
+    development ``.env``, key ``secret`` of Secret ``api-keys`` in staging, Secrets Manager's
+    ``prod/intelliprompt/<secret>`` in production; rotated on ``day`` of each month."""
     return {
         "id": secret, "kind": kind, "description": f"{secret} API key of the backend",
-        "schedule": schedule, "consumers": ["backend"],
+        "schedule": schedule(day), "consumers": ["backend"],
         "stores": {
             "development": [{"type": "dotenv", "key": variable}],
             "staging": [{"type": "kubernetes_secret", "name": "api-keys", "key": secret}],

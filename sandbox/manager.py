@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sandbox import emulators
 from secretops.errors import SecretopsError
 
 BOOT_TIMEOUT = 60.0
@@ -157,9 +158,8 @@ def describe(info: dict[str, Any]) -> str:
     lines.append(f"  kubeconfig   {info['kubeconfig']}  (kubectl --kubeconfig ... get pods -A)")
     lines.append(f"  kubernetes   {info['kubernetes']['server']}")
     lines.append(f"  aws          {info['aws']['endpoint_url']} ({info['aws']['region']})")
-    if "iam" in info:
-        lines.append(f"  ci account   {info['iam']['endpoint_url']} (IAM and STS, "
-                     f"account {info['iam']['account_id']})")
+    for emulator in emulators.registry().values():
+        lines += emulator.describe(info)
     pg = info["postgres"]
     lines.append(f"  postgres     {pg['host']}:{pg['port']}/{pg['database']}")
     for name, url in info["providers"].items():
@@ -187,9 +187,11 @@ def _wait_gone(pids: list[int], timeout: float) -> bool:
 
 
 def _ours(cmdline: list[str], directory: Path) -> bool:
-    """A supervisor of this sandbox or its CI account (``sandbox.iam``), or a PostgreSQL
-    server whose data folder is inside it."""
-    if ("sandbox.server" in cmdline or "sandbox.iam" in cmdline) and str(directory) in cmdline:
+    """A supervisor of this sandbox or a process of one of its emulators (the CI account,
+    ``sandbox.iam``), or a PostgreSQL server whose data folder is inside it."""
+    modules = ("sandbox.server", *(module for emulator in emulators.registry().values()
+                                   for module in emulator.processes))
+    if any(module in cmdline for module in modules) and str(directory) in cmdline:
         return True
     if cmdline and Path(cmdline[0]).name in CONTROL_PLANE:
         return any(f"{directory}/" in arg for arg in cmdline)

@@ -1,11 +1,15 @@
 """IntelliPrompt's outside world, built and served by the sandbox supervisor.
 
-Order matters: PostgreSQL, moto and the CI's AWS account (:mod:`sandbox.iam`, its own
-process) first (they take the longest), then every HTTP emulator on its own socket, then the
-seed (roles, provider keys, AWS secrets, the CI keys, the cluster's objects), then the
-cluster's controllers (the backend and CI runner pods check their credentials at start), and last
-the files that point at it all: credentials, kubeconfig, the development ``.env``,
-``inventory.yaml`` and, as the signal that the sandbox is ready, ``sandbox.json``.
+The providers' emulators come from their registry (:mod:`sandbox.emulators`); the world
+itself holds what they share: PostgreSQL, moto for AWS, Kubernetes, GitHub, the backend.
+
+Order matters: the emulators' own processes (the CI's AWS account, :mod:`sandbox.iam`),
+PostgreSQL and moto first (they take the longest), then every HTTP emulator on its own
+socket, then the seed (roles, provider keys, AWS secrets, the emulators' own applications'
+keys, the cluster's objects), then the cluster's controllers (the backend and the other
+applications' pods check their credentials at start), and last the files that point at it
+all: credentials, kubeconfig, the development ``.env``, ``inventory.yaml`` and, as the signal
+that the sandbox is ready, ``sandbox.json``.
 """
 
 from __future__ import annotations
@@ -28,14 +32,13 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox import aws as aws_sandbox
-from sandbox import ci
-from sandbox.anthropic_api import AnthropicState, anthropic_app, console_app
+from sandbox import emulators
+from sandbox.emulators import Emulator, Running
 from sandbox.faults import FaultMiddleware, Faults, control_app
 from sandbox.github_api import GitHubState, github_app
-from sandbox.iam import AccountState, CiAccount
 from sandbox.inventory import NAMESPACES, ROLES, sandbox_inventory
 from sandbox.kube import AwsConfig, Identity, KubeSandbox, kubeconfig, make_server_cert, manifests
-from sandbox.openai_api import OpenAIState, openai_app
+from sandbox.kube.backend import BACKEND
 from sandbox.postgres import PostgresInfo, PostgresSandbox
 from sandbox.realkube.cluster import RealCluster
 from secretops.adapters.files import atomic_write
@@ -59,11 +62,6 @@ class World:
             self.faults.apply_spec(spec)
         self.postgres = PostgresSandbox(directory / "postgres")
         self.aws = aws_sandbox.AwsSandbox(account_id=aws_sandbox.ACCOUNT_ID)
-        self.ci_account = CiAccount(directory)
-        self.iam: AccountState | None = None
-        self.openai = OpenAIState()
-        self.openai.redaction = lambda: self.faults.get("openai").redaction
-        self.anthropic = AnthropicState()
         self.tokens = {"sandbox": _token(), "emergency-admin": _token(), "developer": _token()}
         self.github = GitHubState(_token(), f"ghp_{_token()}", revoke=self._partner_revoke)
         self.report_token = _token()
@@ -73,6 +71,12 @@ class World:
         self.urls: dict[str, str] = {}
         self.pg: PostgresInfo | None = None
         self.begun = time.monotonic()
+        self.emulators: list[tuple[Emulator, Running]] = [
+            (emulator, emulator.start(self)) for emulator in emulators.registry().values()]
+
+    async def serve(self, name: str, app: ASGIApp, knob: str | None = None) -> str:
+        """Serve ``app`` (behind the fault knobs ``knob``): the emulators' :class:`Host`."""
+        return await self._serve(name, FaultMiddleware(app, self.faults, knob) if knob else app)
 
     async def _serve(self, name: str, app: ASGIApp, ssl_certfile: str | None = None,
                      ssl_keyfile: str | None = None) -> str:
@@ -91,8 +95,7 @@ class World:
 
     def _partner_revoke(self, value: str) -> bool:
         """GitHub's partner program: the provider revokes a key pushed to a repository."""
-        key = self.openai.key_for_value(value)
-        return key is not None and self.openai.delete_key(key.id) is not None
+        return any(running.revoke_leaked(value) for _, running in self.emulators)
 
     def _pg_admin(self) -> PostgresInfo:
         """The CREATEROLE, non-superuser admin login secretops is given (``self.pg`` is the
@@ -107,7 +110,8 @@ class World:
         self.begun = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "credentials").mkdir(mode=0o700, exist_ok=True)
-        self.ci_account.launch()  # its own process: it boots while the rest does
+        for _, running in self.emulators:
+            running.launch()  # their own processes: they boot while the rest does
         cert = await asyncio.to_thread(make_server_cert, self.dir / "tls")
         if self.kind == "real":
             self.real = RealCluster(self.dir, cert, developer=PLANTED_READER.username)
@@ -115,25 +119,22 @@ class World:
         boot = asyncio.to_thread(self.real.boot) if self.real else asyncio.sleep(0)
         # every start is waited for, even when one fails: a PostgreSQL still starting while
         # the failure tears the world down would be left running
-        # the CI account is only needed by the seed: it finishes booting while the emulators
-        # start serving
-        iam = asyncio.ensure_future(asyncio.to_thread(self.ci_account.wait_ready))
+        # the emulators' processes are only needed by the seed: they finish booting while
+        # the emulators start serving
+        ready = [asyncio.ensure_future(running.ready()) for _, running in self.emulators]
         pg, *others = await asyncio.gather(
             asyncio.to_thread(self.postgres.start), asyncio.to_thread(self.aws.start), boot,
             return_exceptions=True)
         for outcome in (pg, *others):
             if isinstance(outcome, BaseException):
-                await asyncio.wait([iam])
+                await asyncio.wait(ready)
                 raise outcome
         assert isinstance(pg, PostgresInfo)
         self.pg = pg
         self._phase("PostgreSQL and moto started" + (
             f", control plane {self.real.git_version} up" if self.real else ""))
-        await self._serve("openai", FaultMiddleware(openai_app(self.openai), self.faults,
-                                                    "openai"))
-        await self._serve("anthropic", FaultMiddleware(anthropic_app(self.anthropic),
-                                                       self.faults, "anthropic"))
-        await self._serve("console", console_app(self.anthropic))
+        for _, running in self.emulators:
+            await running.serve()
         await self._serve("github", github_app(self.github))
         await self._serve("aws", FaultMiddleware(self.aws.app, self.faults, "aws"))
         if self.real is not None:
@@ -147,9 +148,10 @@ class World:
             await self._serve(f"service-{env}", services.service_app(namespace))
         await self._serve("control", _control(self.faults))
         self._phase("emulators serving")
-        self.iam = await iam
-        self.urls["iam"] = self.iam.endpoint_url
-        self._phase("CI account started")
+        for started in ready:
+            phase = await started
+            if phase:
+                self._phase(phase)
         values = await self._seed()
         if self.real is not None:
             await asyncio.to_thread(self._seed_real, self.real, values)
@@ -166,31 +168,32 @@ class World:
         self._write_info()
 
     async def _seed(self) -> dict[str, dict[str, str]]:
-        """Database roles, provider keys (one per environment), AWS's production secrets and
-        the CI keys' secrets; PostgreSQL and AWS are seeded side by side."""
-        values: dict[str, dict[str, str]] = {}
+        """Database roles, the backend's provider keys (one per environment), AWS's
+        production secrets and the emulators' own seeds; PostgreSQL, AWS and the emulators
+        are seeded side by side. Returns each environment's values: the backend's keys by
+        provider name, ``db_user`` and ``db_password``."""
+        values: dict[str, dict[str, str]] = {env: {} for env in ROLES}
+        for emulator, running in self._backend():
+            for env, key in running.first_keys(list(ROLES)).items():
+                values[env][emulator.name] = key
         roles = {}
         for env, role in ROLES.items():
             password = secrets.token_urlsafe(30)
             roles[role] = (role, password)
-            openai_id, openai_key = self.openai.mint_service_account_key(
-                "proj_intelliprompt", f"intelliprompt-{env}-backend")
-            _, anthropic_key = self.anthropic.mint_key(f"intelliprompt-{env}-backend")
-            values[env] = {"openai": openai_key, "anthropic": anthropic_key,
-                           "db_user": role, "db_password": password,
-                           "openai_account": self.openai.keys[openai_id].service_account_id or ""}
+            values[env].update(db_user=role, db_password=password)
         production = values["production"]
-        assert self.iam is not None
         await asyncio.gather(
-            asyncio.to_thread(ci.seed_secrets, self.urls["aws"], self.iam),
+            *(running.seed() for _, running in self.emulators),
             asyncio.to_thread(self.postgres.seed, roles),
             asyncio.to_thread(aws_sandbox.seed, self.urls["aws"], aws_sandbox.SeedValues(
-                production["openai"], production["anthropic"], production["db_user"],
-                production["db_password"])),
+                {e.name: production[e.name] for e, _ in self._backend()},
+                production["db_user"], production["db_password"])),
         )
-        values["admin"] = {"openai": self.openai.create_admin_key(),
-                           "anthropic": self.anthropic.create_admin_key()}
         return values
+
+    def _backend(self) -> list[tuple[Emulator, Running]]:
+        """The emulators whose keys the backend holds."""
+        return [(e, running) for e, running in self.emulators if e.backend is not None]
 
     def _cluster(self) -> KubeSandbox:
         """The API server and its controllers; External Secrets Operator reads AWS through
@@ -232,28 +235,29 @@ class World:
 
     def _cluster_objects(self, values: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
         assert self.pg is not None
-        objects = list(manifests.intelliprompt(refresh_interval="5m"))
+        names = [e.name for e, _ in self._backend()]
+        keys = [manifests.ApiKeyEnv(e.name, e.backend.variable, e.backend.url_variable,
+                                    self.urls[e.name])
+                for e, _ in self._backend() if e.backend is not None]
+        objects = list(manifests.intelliprompt(refresh_interval="5m", api_keys=names))
         for env, namespace in NAMESPACES.items():
             env_values = values[env]
-            objects.append(manifests.api_keys(namespace, env_values["openai"],
-                                              env_values["anthropic"]))
+            objects.append(manifests.api_keys(namespace, {n: env_values[n] for n in names}))
             objects.append(manifests.db_credentials(namespace, env_values["db_user"],
                                                     env_values["db_password"]))
             objects.append(manifests.backend_deployment(
                 namespace, db_host=self.pg.host, db_port=self.pg.port, db_name=ROLES[env],
-                openai_base_url=self.urls["openai"], anthropic_base_url=self.urls["anthropic"],
-                progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
+                keys=keys, progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
             ))
-        assert self.iam is not None
-        objects += ci.cluster_objects(self.iam, NAMESPACES, refresh_interval="5m",
-                                      progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS)
+        for _, running in self.emulators:
+            objects += running.cluster_objects(NAMESPACES, PROGRESS_DEADLINE_SECONDS)
         return objects
 
     def _write_files(self, values: dict[str, dict[str, str]], ca_pem: bytes) -> None:
-        assert self.pg is not None and self.iam is not None
+        assert self.pg is not None
         credentials = {
-            "openai-admin-key": values["admin"]["openai"],
-            "anthropic-admin-key": values["admin"]["anthropic"],
+            **{name: value for _, running in self.emulators
+               for name, value in running.credentials().items()},
             "postgres-admin-password": self._pg_admin().admin_password,
             "postgres-superuser-password": self.pg.admin_password,
             "aws-access-key-id": aws_sandbox.ADMIN_ACCESS_KEY_ID,
@@ -261,7 +265,6 @@ class World:
             "github-webhook-secret": self.github.webhook_secret,
             "github-token": self.github.token,
             "alerts-report-token": self.report_token,
-            **ci.credentials(self.iam),
         }
         for name, value in credentials.items():
             atomic_write(self.dir / "credentials" / name, value)
@@ -269,21 +272,17 @@ class World:
             self.urls["kubernetes"], ca_pem, dict(self.tokens), namespace=NAMESPACES["production"],
             current="sandbox"))
         dev = values["development"]
-        example = _dotenv(self.pg, {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "",
-                                    "DB_PASSWORD": ""}, placeholder=True)
+        variables = {e.backend.variable: e.name for e, _ in self._backend()
+                     if e.backend is not None}
+        example = _dotenv(self.pg, dict.fromkeys(variables, ""), "", placeholder=True)
         atomic_write(self.dir / "dev" / ".env.example", example)
         atomic_write(self.dir / "dev" / ".env", _dotenv(self.pg, {
-            "OPENAI_API_KEY": dev["openai"], "ANTHROPIC_API_KEY": dev["anthropic"],
-            "DB_PASSWORD": dev["db_password"]}))
+            variable: dev[name] for variable, name in variables.items()}, dev["db_password"]))
         atomic_write(self.dir / "dev" / "secrets" / "db_password.txt", dev["db_password"])
         inventory = sandbox_inventory({
-            "openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
-            "console": self.urls["console"], "aws": self.urls["aws"],
-            "region": aws_sandbox.REGION, "pg_host": self.pg.host, "pg_port": self.pg.port,
-            "pg_admin": self._pg_admin().admin_user,
-            "openai_accounts": {env: values[env]["openai_account"] for env in ROLES},
-            "iam": self.iam.endpoint_url,
-        })
+            "aws": self.urls["aws"], "region": aws_sandbox.REGION, "pg_host": self.pg.host,
+            "pg_port": self.pg.port, "pg_admin": self._pg_admin().admin_user,
+        }, [(emulator.name, running.inventory()) for emulator, running in self.emulators])
         atomic_write(self.dir / "inventory.yaml",
                      "# IntelliPrompt's inventory, pointed at the sandbox in this folder.\n"
                      + yaml.safe_dump(inventory, sort_keys=False))
@@ -307,8 +306,9 @@ class World:
         raise RuntimeError("the backend and ci-runner Deployments did not become available")
 
     def _rolled_out(self, namespace: str) -> bool:
-        return all(self._deployment_rolled_out(namespace, name)
-                   for name in ("backend", ci.DEPLOYMENT))
+        deployments = [BACKEND.deployment, *(e.application.deployment for e, _ in self.emulators
+                                             if e.application is not None)]
+        return all(self._deployment_rolled_out(namespace, name) for name in deployments)
 
     def _deployment_rolled_out(self, namespace: str, name: str) -> bool:
         if self.real is not None:
@@ -321,7 +321,7 @@ class World:
             "updatedReplicas")
 
     def _write_info(self) -> None:
-        assert self.pg is not None and self.iam is not None
+        assert self.pg is not None
         info: dict[str, Any] = {
             "dir": str(self.dir),
             "kubeconfig": str(self.dir / "kubeconfig"),
@@ -330,22 +330,27 @@ class World:
                            "audit_log": str(self.dir / "kube-audit.log"),
                            "contexts": ["sandbox", "emergency-admin", "developer"]},
             "aws": {"endpoint_url": self.urls["aws"], "region": aws_sandbox.REGION},
-            "iam": ci.info(self.iam),
             "postgres": {"host": self.pg.host, "port": self.pg.port,
                          "database": ROLES["production"],
                          "admin_user": self._pg_admin().admin_user,
                          "superuser": self.pg.admin_user, "log": str(self.pg.log_path)},
-            "providers": {"openai": self.urls["openai"], "anthropic": self.urls["anthropic"],
-                          "console": self.urls["console"]},
+            "providers": {},
             "services": {env: self.urls[f"service-{env}"] for env in NAMESPACES},
             "github": self.urls["github"],
             "control": self.urls["control"],
             "inventory": str(self.dir / "inventory.yaml"),
             "dev": str(self.dir / "dev"),
             "pids": {"supervisor": os.getpid(), "postgres": self.pg.pid,
-                     "iam": self.ci_account.pid,
+                     **{name: pid for _, running in self.emulators
+                        for name, pid in running.pids().items()},
                      **(self.real.pids() if self.real else {})},
         }
+        for _, running in self.emulators:
+            for key, value in running.info().items():
+                if isinstance(value, dict) and isinstance(info.get(key), dict):
+                    info[key].update(value)
+                else:
+                    info[key] = value
         if self.real is not None:
             info["kubernetes"]["logs"] = self.real.logs()
         partial = self.dir / "sandbox.json.partial"
@@ -361,24 +366,26 @@ class World:
             server.should_exit = True
         await asyncio.sleep(0.2)
         await asyncio.gather(asyncio.to_thread(self.aws.stop),
-                             asyncio.to_thread(self.ci_account.stop))
+                             *(running.stop() for _, running in self.emulators))
         await asyncio.to_thread(self.postgres.stop)
 
 
-def _dotenv(pg: PostgresInfo, values: dict[str, str], placeholder: bool = False) -> str:
-    password = "${DB_PASSWORD}" if placeholder else values["DB_PASSWORD"]
+def _dotenv(pg: PostgresInfo, keys: dict[str, str], db_password: str,
+            placeholder: bool = False) -> str:
+    """The development ``.env``: the backend's keys (``keys``: by variable), then
+    PostgreSQL's settings."""
+    password = "${DB_PASSWORD}" if placeholder else db_password
     user, database = ROLES["development"], ROLES["development"]
     return "\n".join([
         "# IntelliPrompt, development. Never commit this file.",
-        f"OPENAI_API_KEY={values['OPENAI_API_KEY']}",
-        f"ANTHROPIC_API_KEY={values['ANTHROPIC_API_KEY']}",
+        *(f"{variable}={value}" for variable, value in keys.items()),
         "",
         "# PostgreSQL (docker-compose.dev.yml also mounts secrets/db_password.txt)",
         f"DB_HOST={pg.host}",
         f"DB_PORT={pg.port}",
         f"DB_NAME={database}",
         f"DB_USER={user}",
-        f"DB_PASSWORD={values['DB_PASSWORD']}",
+        f"DB_PASSWORD={db_password}",
         f"DATABASE_URL=postgresql://{user}:{password}@{pg.host}:{pg.port}/{database}",
         "LOG_LEVEL=debug",
         "",

@@ -1,6 +1,8 @@
-"""What a backend pod does with its credentials: check the OpenAI key, the Anthropic key and
-a PostgreSQL login, as the real application does at start and on each request; and what a
-CI runner pod does with its AWS access key: ``sts:GetCallerIdentity`` signed with it.
+"""What a pod does with its credentials at start (and the backend on each request): the
+checks the kubelet runs before a pod is ready. A PostgreSQL login is the backend's own
+(:func:`check_postgres`); a provider's key is checked by the provider's emulator
+(:class:`sandbox.emulators.KeyCheck`), the LLM APIs' through :func:`check_models`.
+:func:`key_checks` says which checks a pod's environment calls for.
 
 Results carry a reason for the log, never a credential.
 """
@@ -8,28 +10,34 @@ Results carry a reason for the log, never a credential.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 import psycopg
 
-AWS_REFUSALS = {"InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
-                "AccessDenied", "AccessDeniedException", "ExpiredToken",
-                "InvalidAccessKeyId", "AuthFailure"}
-_botocore_lock = threading.Lock()
-_botocore: list[object] = []
+from sandbox import emulators
+from sandbox.emulators import Application, Check, KeyCheck
+
+__all__ = ["BACKEND", "Check", "check_models", "check_postgres", "key_checks", "with_retries"]
+
+BACKEND = Application(deployment="backend", starting="Starting IntelliPrompt backend",
+                      ready="API initialized")
+"""IntelliPrompt's backend: it holds the keys of every emulator with a ``backend`` key, and a
+PostgreSQL login."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check. ``transient`` failures are worth a retry."""
-
-    ok: bool
-    reason: str = ""
-    transient: bool = False
+def key_checks(env: Mapping[str, str]) -> tuple[Application | None, list[KeyCheck]]:
+    """The application a pod with ``env`` runs and the key checks it makes at start: the
+    backend (a PostgreSQL login, or a key of a backend emulator) with those keys' checks, or
+    an emulator's own application with its check, or neither (no checks)."""
+    registered = emulators.registry().values()
+    backend = [e.check for e in registered if e.backend is not None and e.check.holds(env)]
+    if backend or "DB_HOST" in env:
+        return BACKEND, backend
+    for emulator in registered:
+        if emulator.application is not None and emulator.check.holds(env):
+            return emulator.application, [emulator.check]
+    return None, []
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -43,15 +51,12 @@ def _error_code(response: httpx.Response) -> str:
     return ""
 
 
-async def check_provider(client: httpx.AsyncClient, provider: str, base_url: str,
-                         key: str) -> Check:
-    """``GET {base_url}/v1/models`` with the key, in the provider's own header."""
-    if provider == "OpenAI":
-        headers = {"Authorization": f"Bearer {key}"}
-    else:
-        headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+async def check_models(client: httpx.AsyncClient, provider: str, base_url: str,
+                       headers: Mapping[str, str]) -> Check:
+    """``GET {base_url}/v1/models`` with the key in ``headers`` (the provider's own
+    header); ``provider`` names it in the reason."""
     try:
-        response = await client.get(base_url.rstrip("/") + "/v1/models", headers=headers)
+        response = await client.get(base_url.rstrip("/") + "/v1/models", headers=dict(headers))
     except httpx.HTTPError as exc:
         return Check(False, f"{provider} API unreachable ({type(exc).__name__})", True)
     if response.status_code == 200:
@@ -82,47 +87,6 @@ async def check_postgres(host: str, port: str, dbname: str, user: str, password:
     except psycopg.Error:
         return Check(False, "PostgreSQL query failed", True)
     return Check(True)
-
-
-def _sts_client(endpoint_url: str, region: str, key_id: str, secret: str) -> object:
-    """A botocore STS client; clients are made one at a time, from one botocore session
-    (making them is not thread-safe), and retry nothing (:func:`with_retries` does)."""
-    import botocore.session
-    from botocore.config import Config
-
-    with _botocore_lock:
-        if not _botocore:
-            _botocore.append(botocore.session.get_session())
-        session = _botocore[0]
-        assert isinstance(session, botocore.session.Session)
-        return session.create_client(
-            "sts", endpoint_url=endpoint_url, region_name=region, aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            config=Config(retries={"total_max_attempts": 1}, connect_timeout=3,
-                          read_timeout=10))
-
-
-def _caller_identity(endpoint_url: str, region: str, key_id: str, secret: str) -> Check:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        sts: Any = _sts_client(endpoint_url, region, key_id, secret)
-        sts.get_caller_identity()
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code in AWS_REFUSALS or status in (401, 403):
-            return Check(False, f"AWS access key refused ({status} {code})")
-        return Check(False, f"AWS STS error ({status} {code})", status in (0, 429) or
-                     status >= 500 or "Throttl" in code)
-    except BotoCoreError as exc:
-        return Check(False, f"AWS STS unreachable ({type(exc).__name__})", True)
-    return Check(True)
-
-
-async def check_aws_key(endpoint_url: str, region: str, key_id: str, secret: str) -> Check:
-    """``sts:GetCallerIdentity`` at ``endpoint_url`` signed with the key (in a thread)."""
-    return await asyncio.to_thread(_caller_identity, endpoint_url, region, key_id, secret)
 
 
 async def with_retries(attempt: Callable[[], Awaitable[Check]],

@@ -1,11 +1,14 @@
-"""The objects the sandbox seeds for IntelliPrompt: namespaces, the ``backend`` and
-``ci-runner`` Deployments, their Secrets, the ExternalSecrets and SecretStore of
-production, RBAC (including the ``developers-read-secrets`` RoleBinding that breaks the
-runbook's policy) and a ServiceAccount."""
+"""The objects the sandbox seeds for IntelliPrompt: namespaces, the ``backend``
+Deployment, its Secrets, the ExternalSecrets and SecretStore of production, RBAC (including
+the ``developers-read-secrets`` RoleBinding that breaks the runbook's policy) and a
+ServiceAccount. The backend's keys are those of the emulators of :mod:`sandbox.emulators`
+whose keys it holds (``api_keys``); an emulator's own application (the CI runner) brings its
+objects, made with the builders here."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 Obj = dict[str, Any]
 ES_API = "external-secrets.io/v1"
@@ -26,19 +29,30 @@ def secret(ns: str, name: str, values: dict[str, str], labels: dict[str, str] | 
             "stringData": dict(values)}
 
 
-def api_keys(ns: str, openai: str, anthropic: str) -> Obj:
-    return secret(ns, "api-keys", {"openai": openai, "anthropic": anthropic})
+class ApiKeyEnv(NamedTuple):
+    """One key of the backend's pods: ``variable`` from key ``name`` of Secret ``api-keys``,
+    and its provider's base URL in ``url_variable``."""
+
+    name: str
+    variable: str
+    url_variable: str
+    url: str
+
+
+def api_keys(ns: str, keys: Mapping[str, str]) -> Obj:
+    """Secret ``api-keys``: each backend key by its provider's name."""
+    return secret(ns, "api-keys", dict(keys))
 
 
 def db_credentials(ns: str, username: str, password: str) -> Obj:
     return secret(ns, "db-credentials", {"username": username, "password": password})
 
 
-def _secret_env(var: str, name: str, key: str) -> Obj:
+def secret_env(var: str, name: str, key: str) -> Obj:
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
 
-def _rolling_deployment(ns: str, app: str, replicas: int, progress_deadline_seconds: int,
+def rolling_deployment(ns: str, app: str, replicas: int, progress_deadline_seconds: int,
                         pod: Obj) -> Obj:
     """Deployment ``app`` (label ``app: <app>``) of the pod spec ``pod``, rolling update
     with maxUnavailable 0 and maxSurge 1."""
@@ -59,23 +73,21 @@ def _rolling_deployment(ns: str, app: str, replicas: int, progress_deadline_seco
 
 
 def backend_deployment(
-    ns: str, *, db_host: str, db_port: int, db_name: str, openai_base_url: str,
-    anthropic_base_url: str, replicas: int = 3, progress_deadline_seconds: int = 8,
+    ns: str, *, db_host: str, db_port: int, db_name: str, keys: Sequence[ApiKeyEnv],
+    replicas: int = 3, progress_deadline_seconds: int = 8,
 ) -> Obj:
     """Deployment ``backend``: env from ``api-keys`` and ``db-credentials``, rolling update
     with maxUnavailable 0 and maxSurge 1."""
     env = [
-        _secret_env("OPENAI_API_KEY", "api-keys", "openai"),
-        _secret_env("ANTHROPIC_API_KEY", "api-keys", "anthropic"),
-        _secret_env("DB_USER", "db-credentials", "username"),
-        _secret_env("DB_PASSWORD", "db-credentials", "password"),
+        *(secret_env(key.variable, "api-keys", key.name) for key in keys),
+        secret_env("DB_USER", "db-credentials", "username"),
+        secret_env("DB_PASSWORD", "db-credentials", "password"),
         {"name": "DB_HOST", "value": db_host},
         {"name": "DB_PORT", "value": str(db_port)},
         {"name": "DB_NAME", "value": db_name},
-        {"name": "OPENAI_BASE_URL", "value": openai_base_url},
-        {"name": "ANTHROPIC_BASE_URL", "value": anthropic_base_url},
+        *({"name": key.url_variable, "value": key.url} for key in keys),
     ]
-    return _rolling_deployment(ns, "backend", replicas, progress_deadline_seconds, {
+    return rolling_deployment(ns, "backend", replicas, progress_deadline_seconds, {
         "serviceAccountName": "backend",
         "containers": [{
             "name": "backend", "image": "intelliprompt/backend:1.4.2",
@@ -83,29 +95,6 @@ def backend_deployment(
             "env": env,
             "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8000}},
         }],
-    })
-
-
-def ci_aws_key(ns: str, access_key_id: str, secret_access_key: str) -> Obj:
-    """Secret ``ci-aws-key``: the CI runner's AWS access key, as the AWS SDKs' variables."""
-    return secret(ns, "ci-aws-key", {"AWS_ACCESS_KEY_ID": access_key_id,
-                                     "AWS_SECRET_ACCESS_KEY": secret_access_key},
-                  labels={"app": "ci-runner"})
-
-
-def ci_runner_deployment(ns: str, *, endpoint_url: str, region: str, replicas: int = 1,
-                         progress_deadline_seconds: int = 8) -> Obj:
-    """Deployment ``ci-runner``: the AWS key from ``ci-aws-key``, the CI account's endpoint
-    (``AWS_ENDPOINT_URL``, as the AWS SDKs read it) and region."""
-    env = [
-        _secret_env("AWS_ACCESS_KEY_ID", "ci-aws-key", "AWS_ACCESS_KEY_ID"),
-        _secret_env("AWS_SECRET_ACCESS_KEY", "ci-aws-key", "AWS_SECRET_ACCESS_KEY"),
-        {"name": "AWS_ENDPOINT_URL", "value": endpoint_url},
-        {"name": "AWS_REGION", "value": region},
-    ]
-    return _rolling_deployment(ns, "ci-runner", replicas, progress_deadline_seconds, {
-        "containers": [{"name": "ci-runner", "image": "intelliprompt/ci-runner:2.3.0",
-                        "env": env}],
     })
 
 
@@ -129,7 +118,7 @@ def secret_store(ns: str, region: str) -> Obj:
     }
 
 
-def _external_secret(ns: str, name: str, target: str, data: list[Obj], refresh: str) -> Obj:
+def external_secret(ns: str, name: str, target: str, data: list[Obj], refresh: str) -> Obj:
     return {
         "apiVersion": ES_API, "kind": "ExternalSecret",
         "metadata": {"name": name, "namespace": ns},
@@ -142,34 +131,21 @@ def _external_secret(ns: str, name: str, target: str, data: list[Obj], refresh: 
     }
 
 
-def external_secrets(ns: str, refresh_interval: str = "5m") -> list[Obj]:
-    """``intelliprompt-secrets`` -> ``api-keys`` and ``intelliprompt-db`` ->
-    ``db-credentials``, from Secrets Manager."""
+def external_secrets(ns: str, refresh_interval: str, keys: Sequence[str]) -> list[Obj]:
+    """``intelliprompt-secrets`` -> ``api-keys`` (each of ``keys`` from
+    ``prod/intelliprompt/<key>``) and ``intelliprompt-db`` -> ``db-credentials``, from
+    Secrets Manager."""
     return [
-        _external_secret(ns, "intelliprompt-secrets", "api-keys", [
-            {"secretKey": "openai", "remoteRef": {"key": "prod/intelliprompt/openai"}},
-            {"secretKey": "anthropic", "remoteRef": {"key": "prod/intelliprompt/anthropic"}},
-        ], refresh_interval),
-        _external_secret(ns, "intelliprompt-db", "db-credentials", [
+        external_secret(ns, "intelliprompt-secrets", "api-keys", [
+            {"secretKey": key, "remoteRef": {"key": f"prod/intelliprompt/{key}"}}
+            for key in keys], refresh_interval),
+        external_secret(ns, "intelliprompt-db", "db-credentials", [
             {"secretKey": "username",
              "remoteRef": {"key": "prod/intelliprompt/db", "property": "username"}},
             {"secretKey": "password",
              "remoteRef": {"key": "prod/intelliprompt/db", "property": "password"}},
         ], refresh_interval),
     ]
-
-
-def ci_external_secret(ns: str, refresh_interval: str = "5m") -> Obj:
-    """``intelliprompt-ci`` -> ``ci-aws-key``, from ``prod/intelliprompt/ci-aws-key``'s
-    ``access_key_id`` and ``secret_access_key`` (not in :func:`intelliprompt`: a world
-    without the CI account's secret has no use for it)."""
-    remote = "prod/intelliprompt/ci-aws-key"
-    return _external_secret(ns, "intelliprompt-ci", "ci-aws-key", [
-        {"secretKey": "AWS_ACCESS_KEY_ID",
-         "remoteRef": {"key": remote, "property": "access_key_id"}},
-        {"secretKey": "AWS_SECRET_ACCESS_KEY",
-         "remoteRef": {"key": remote, "property": "secret_access_key"}},
-    ], refresh_interval)
 
 
 def _role(ns: str, name: str, rules: list[Obj]) -> Obj:
@@ -223,13 +199,15 @@ def rbac(production: str, staging: str) -> list[Obj]:
 def intelliprompt(
     *, production: str = "intelliprompt", staging: str = "intelliprompt-staging",
     aws_region: str = "us-east-1", refresh_interval: str = "5m",
+    api_keys: Sequence[str],
 ) -> list[Obj]:
-    """Namespaces, ServiceAccounts, RBAC, the SecretStore and the ExternalSecrets. Add the
-    Secrets and the Deployments (they need values and endpoints) with the builders above."""
+    """Namespaces, ServiceAccounts, RBAC, the SecretStore and the ExternalSecrets
+    (``api_keys``: the names of the backend's keys in Secret ``api-keys``). Add the Secrets
+    and the Deployments (they need values and endpoints) with the builders above."""
     return [
         namespace(production, "production"), namespace(staging, "staging"),
         service_account(production), service_account(staging),
         *rbac(production, staging),
         secret_store(production, aws_region),
-        *external_secrets(production, refresh_interval),
+        *external_secrets(production, refresh_interval, api_keys),
     ]

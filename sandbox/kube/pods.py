@@ -1,7 +1,8 @@
 """The simulated kubelet: runs every pod of the store, resolves its environment once at
-start (so a later Secret change needs a restart), runs the backend's start-up checks (or the
-CI runner's: its AWS key), keeps its log and moves its status (Running, then Ready or not),
-and removes terminating pods."""
+start (so a later Secret change needs a restart), runs its application's start-up checks
+(the backend's PostgreSQL login, and each key its environment holds, asked of that key's
+emulator: :func:`sandbox.kube.backend.key_checks`), keeps its log and moves its status
+(Running, then Ready or not), and removes terminating pods."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.emulators import Application, KeyCheck
 from sandbox.kube import backend
 from sandbox.kube.errors import ApiError, bad_request
 from sandbox.kube.jsondoc import clone
@@ -44,17 +46,6 @@ class RunningPod:
 
     def say(self, line: str) -> None:
         self.log.append((now(), line))
-
-    @property
-    def is_backend(self) -> bool:
-        return any(k in self.env for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DB_HOST"))
-
-    @property
-    def is_ci_runner(self) -> bool:
-        """A CI runner: an AWS key pointed at the CI account (``AWS_ENDPOINT_URL``). Other
-        pods may hold AWS keys for their own use (the alert receiver reads Secrets Manager)."""
-        return ("AWS_ACCESS_KEY_ID" in self.env and "AWS_ENDPOINT_URL" in self.env
-                and not self.is_backend)
 
 
 class MissingReference(Exception):
@@ -223,12 +214,10 @@ class Kubelet:
         started_at = rfc3339()
         running.started = True
         self._set_status(running, **self._status(running, started_at, False))
-        ci_runner = running.is_ci_runner
-        running.say("Starting CI runner" if ci_runner else "Starting IntelliPrompt backend")
+        application, checks = backend.key_checks(running.env)
+        running.say((application or backend.BACKEND).starting)
         await asyncio.sleep(self._start_seconds(pod))
-        if ci_runner and not await self._ci_checks(running):
-            return
-        if running.is_backend and not await self._checks(running):
+        if application is not None and not await self._checks(running, application, checks):
             return
         running.ready = True
         self._set_status(running, **self._status(running, started_at, True))
@@ -240,13 +229,16 @@ class Kubelet:
         except ValueError:
             return self.start_delay
 
-    async def _checks(self, running: RunningPod) -> bool:
+    async def _checks(self, running: RunningPod, application: Application,
+                      checks: list[KeyCheck]) -> bool:
+        """The backend's PostgreSQL login (when it has one), then each key check, in the
+        emulators' order; a refused credential is fatal."""
         env = running.env
 
         def retry(result: backend.Check, attempt: int) -> None:
             running.say(f"WARN: {result.reason}, retrying (attempt {attempt})")
 
-        if "DB_HOST" in env:
+        if application is backend.BACKEND and "DB_HOST" in env:
             user = env.get("DB_USER", "")
             running.say(f"Connecting to PostgreSQL as {user} at {env['DB_HOST']}:"
                         f"{env.get('DB_PORT', '5432')}/{env.get('DB_NAME', '')}")
@@ -257,36 +249,17 @@ class Kubelet:
                 running.say(f"FATAL: {result.reason}")
                 return False
             running.say("PostgreSQL connection ok")
-        for provider, prefix in (("OpenAI", "OPENAI"), ("Anthropic", "ANTHROPIC")):
-            if f"{prefix}_API_KEY" not in env or f"{prefix}_BASE_URL" not in env:
+        for check in checks:
+            probe = check.probe(env)
+            if probe is None:
                 continue
-            result = await backend.with_retries(functools.partial(
-                backend.check_provider, self.client, provider, env[f"{prefix}_BASE_URL"],
-                env[f"{prefix}_API_KEY"]), retry)
+            result = await backend.with_retries(
+                functools.partial(check.ask, self.client, probe), retry)
             if not result.ok:
                 running.say(f"FATAL: {result.reason}")
                 return False
-            running.say(f"{provider} key ok")
-        running.say("API initialized")
-        return True
-
-    async def _ci_checks(self, running: RunningPod) -> bool:
-        """The CI runner's start: its AWS key must authenticate (``sts:GetCallerIdentity``
-        at ``AWS_ENDPOINT_URL``); a refused key is fatal, as a backend's refused key is."""
-        env = running.env
-
-        def retry(result: backend.Check, attempt: int) -> None:
-            running.say(f"WARN: {result.reason}, retrying (attempt {attempt})")
-
-        result = await backend.with_retries(functools.partial(
-            backend.check_aws_key, env.get("AWS_ENDPOINT_URL", ""),
-            env.get("AWS_REGION", "us-east-1"), env["AWS_ACCESS_KEY_ID"],
-            env.get("AWS_SECRET_ACCESS_KEY", "")), retry)
-        if not result.ok:
-            running.say(f"FATAL: {result.reason}")
-            return False
-        running.say("AWS credentials ok")
-        running.say("CI runner ready")
+            running.say(f"{check.label} ok")
+        running.say(application.ready)
         return True
 
     def read_log(self, namespace: str, name: str, params: dict[str, str]) -> str:

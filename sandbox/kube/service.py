@@ -1,11 +1,13 @@
 """A Service of one namespace: each request goes to the next ready backend pod (round
-robin), which answers with its start-up credentials: a new PostgreSQL connection and a call
-to each provider. A load generator sees every request that a rotation breaks."""
+robin), which answers with its start-up credentials: a new PostgreSQL connection and each
+key's check by its emulator (:func:`sandbox.kube.backend.key_checks`). A load generator sees
+every request that a rotation breaks."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable
 
 import httpx
 from starlette.requests import Request
@@ -19,15 +21,16 @@ from sandbox.kube.pods import Kubelet, RunningPod
 async def answer(pod: RunningPod, client: httpx.AsyncClient) -> backend.Check:
     """What ``pod`` answers to one request: the first failing check, or ok."""
     env = pod.env
-    checks = []
+    checks: list[Awaitable[backend.Check]] = []
     if "DB_HOST" in env:
         checks.append(backend.check_postgres(
             env["DB_HOST"], env.get("DB_PORT", "5432"), env.get("DB_NAME", ""),
             env.get("DB_USER", ""), env.get("DB_PASSWORD", "")))
-    for provider, prefix in (("OpenAI", "OPENAI"), ("Anthropic", "ANTHROPIC")):
-        if f"{prefix}_API_KEY" in env and f"{prefix}_BASE_URL" in env:
-            checks.append(backend.check_provider(
-                client, provider, env[f"{prefix}_BASE_URL"], env[f"{prefix}_API_KEY"]))
+    _, key_checks = backend.key_checks(env)
+    for check in key_checks:
+        probe = check.probe(env)
+        if probe is not None:
+            checks.append(check.ask(client, probe))
     for result in await asyncio.gather(*checks):
         if not result.ok:
             return result

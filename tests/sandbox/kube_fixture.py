@@ -175,15 +175,20 @@ def _start() -> KubeWorld:
             _, services[ns] = await _serve(kube.service_app(ns))
         pg: PostgresInfo = seeded["pg"]
         keys = seeded["keys"]
-        for obj in manifests.intelliprompt(refresh_interval="5m"):
+        for obj in manifests.intelliprompt(refresh_interval="5m",
+                                           api_keys=("openai", "anthropic")):
             kube.apply(obj)
         for ns, env, role in ((PROD, "production", "intelliprompt"),
                               (STAGING, "staging", "intelliprompt_staging")):
-            kube.apply(manifests.api_keys(ns, keys[env]["openai"], keys[env]["anthropic"]))
+            kube.apply(manifests.api_keys(ns, {"openai": keys[env]["openai"],
+                                               "anthropic": keys[env]["anthropic"]}))
             kube.apply(manifests.db_credentials(ns, role, seeded["passwords"][role]))
             kube.apply(manifests.backend_deployment(
                 ns, db_host=pg.host, db_port=pg.port, db_name=role,
-                openai_base_url=openai_url, anthropic_base_url=anthropic_url,
+                keys=[manifests.ApiKeyEnv("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+                                          openai_url),
+                      manifests.ApiKeyEnv("anthropic", "ANTHROPIC_API_KEY",
+                                          "ANTHROPIC_BASE_URL", anthropic_url)],
                 progress_deadline_seconds=DEADLINE))
         await kube.start()
         ready.update(server=server, services=services)

@@ -22,8 +22,8 @@ from sandbox.aws import (
 from tests.sandbox.asgi_server import serve
 
 VALUES = SeedValues(
-    openai_key="sk-svcacct-seeded-openai-value-0001",
-    anthropic_key="sk-ant-api03-seeded-anthropic-value-AA",
+    api_keys={"openai": "sk-svcacct-seeded-openai-value-0001",
+              "anthropic": "sk-ant-api03-seeded-anthropic-value-AA"},
     db_username="intelliprompt",
     db_password="seeded-db-password-0001",
 )
@@ -55,7 +55,7 @@ def test_seeded_world(aws: tuple[AwsSandbox, str, dict[str, str]]) -> None:
     db = json.loads(secrets.get_secret_value(SecretId="prod/intelliprompt/db")["SecretString"])
     assert db == {"username": "intelliprompt", "password": VALUES.db_password}
     openai = secrets.get_secret_value(SecretId="prod/intelliprompt/openai")
-    assert openai["SecretString"] == VALUES.openai_key
+    assert openai["SecretString"] == VALUES.api_keys["openai"]
     assert "AWSCURRENT" in openai["VersionStages"]
     iam = client(url, "iam")
     role = iam.get_role(RoleName="intelliprompt-secrets-reader")["Role"]
@@ -114,7 +114,7 @@ def test_planted_and_new_reads_in_cloudtrail(aws: tuple[AwsSandbox, str, dict[st
     assert by_user["external-secrets"]["EventTime"] >= started
     assert reads[0]["Username"] == "external-secrets"  # newest first
     every = json.dumps([event.record for event in sandbox.trail.events()])
-    for value in (VALUES.openai_key, VALUES.anthropic_key, VALUES.db_password):
+    for value in (VALUES.api_keys["openai"], VALUES.api_keys["anthropic"], VALUES.db_password):
         assert value not in every
 
 
@@ -210,7 +210,7 @@ def test_two_sandboxes_in_one_process_are_apart(
             mine = client(first_url, "secretsmanager")
             assert (
                 mine.get_secret_value(SecretId="prod/intelliprompt/openai")["SecretString"]
-                == VALUES.openai_key
+                == VALUES.api_keys["openai"]
             )
             assert len(second.trail) == 1
     finally:

@@ -248,7 +248,7 @@ def test_world_ci_runner_refuses_a_deactivated_key(sandbox: dict[str, Any], kube
                                                    kubectl_bin: str) -> None:
     """A pair the rotator deactivated is fatal to a ci-runner pod that starts with it (a
     probe Deployment beside the world's, removed afterwards)."""
-    from sandbox.kube import manifests
+    from sandbox import ci as ci_world
 
     namespace, user, probe = NAMESPACES["staging"], CI_USERS["staging"], "ci-runner-probe"
     folder = Path(sandbox["dir"])
@@ -256,9 +256,9 @@ def test_world_ci_runner_refuses_a_deactivated_key(sandbox: dict[str, Any], kube
                       (folder / "credentials/iam-rotator-secret-access-key").read_text())
     iam = client(sandbox["iam"]["endpoint_url"], "iam", rotator)
     made = iam.create_access_key(UserName=user)["AccessKey"]
-    secret = manifests.ci_aws_key(namespace, made["AccessKeyId"], made["SecretAccessKey"])
+    secret = ci_world.aws_key_secret(namespace, made["AccessKeyId"], made["SecretAccessKey"])
     secret["metadata"]["name"] = probe
-    deployment = manifests.ci_runner_deployment(
+    deployment = ci_world.runner_deployment(
         namespace, endpoint_url=sandbox["iam"]["endpoint_url"], region="us-east-1")
     deployment["metadata"]["name"] = probe
     deployment["spec"]["selector"]["matchLabels"] = {"app": probe}
