@@ -13,12 +13,15 @@ from typing import Annotated, TypeVar
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import Field
 
+from secretops import locks
 from secretops.errors import InventoryError
 from secretops.prefect_setup import lock_name
 from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
+from tasks.consumers import check_external_secrets
 from tasks.plan import plan_rotation
 from tasks.rotation import RotationFailed
+from tasks.stores import check_current_values
 
 R = TypeVar("R")
 
@@ -85,6 +88,18 @@ async def reported(report: RunReport, key: str, done: str) -> AsyncIterator[RunR
     if report.outcome == RunReport.outcome:
         report.outcome = done
     await publish(report, key)
+
+
+@contextlib.asynccontextmanager
+async def rotation_checked(report: RunReport, secret: str, environment: str, inventory: str,
+                           key: str, done: str) -> AsyncIterator[RunReport]:
+    """The block of a rotation: under the secret's lock, once the ExternalSecrets and every
+    store's current value are checked; the report published when it ends (:func:`reported`)."""
+    async with reported(report, key, done):
+        with locks.hold([secret_lock(secret)]):
+            report.add(check_external_secrets(secret, environment, inventory))
+            report.add(check_current_values(secret, environment, inventory))
+            yield report
 
 
 async def dry_run_plan(report: RunReport, secret: str, environment: str, inventory: str,

@@ -33,21 +33,15 @@ from flows.common import (
     dry_run_plan,
     inventory_path,
     key_secret,
-    reported,
-    secret_lock,
+    rotation_checked,
 )
-from secretops import locks
 from secretops.errors import NotRetryable, SecretopsError
 from secretops.models import Environment, SecretValue
 from secretops.ports import KeyProvider
 from secretops.report import RunReport
 from secretops.staging import check_shape, needs_person, person_instructions, stage_key
 from tasks.common import inventory_at, one_prefect_client, wiring_for
-from tasks.consumers import (
-    check_external_secrets,
-)
 from tasks.rotation import KEYS, rotate
-from tasks.stores import check_current_values
 
 PAUSE_KEY = "new-key"
 PAUSE_POLL_SECONDS = 2  # how soon the run goes on after a person submits the form
@@ -87,16 +81,13 @@ async def rotate_api_key(
         key = f"rotate-{secret_id}-{env}"
         if dry_run:
             return await dry_run_plan(report, secret_id, env, path, STEPS, key)
-        async with reported(report, key, "rotated: the new key is current and verified, the "
-                            "old key is revoked"):
-            with locks.hold([secret_lock(secret_id)]):
-                report.add(check_external_secrets(secret_id, env, path))
-                report.add(check_current_values(secret_id, env, path))
-                if not await wait_for_person_if_needed(secret_id, env, path,
-                                                       person_timeout_seconds, report):
-                    report.outcome = "cancelled: no key was provided in time; nothing changed"
-                    return Cancelled(message=report.outcome)
-                rotate(KEYS, secret_id, env, path, report)
+        async with rotation_checked(report, secret_id, env, path, key, "rotated: the new key "
+                                    "is current and verified, the old key is revoked"):
+            if not await wait_for_person_if_needed(secret_id, env, path, person_timeout_seconds,
+                                                   report):
+                report.outcome = "cancelled: no key was provided in time; nothing changed"
+                return Cancelled(message=report.outcome)
+            rotate(KEYS, secret_id, env, path, report)
         return report.markdown()
 
 

@@ -19,16 +19,11 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows.common import dry_run_plan, inventory_path, reported, secret_lock
-from secretops import locks
+from flows.common import dry_run_plan, inventory_path, rotation_checked
 from secretops.models import DbStrategy, Environment
 from secretops.report import RunReport
 from tasks.common import inventory_at, one_prefect_client
-from tasks.consumers import (
-    check_external_secrets,
-)
 from tasks.rotation import PASSWORDS, Rotation, RotationFailed, rotate
-from tasks.stores import check_current_values
 
 __all__ = ["RotationFailed", "rotate_db_password"]
 
@@ -75,11 +70,8 @@ async def rotate_db_password(
         key = f"rotate-{secret}-{env}"
         if dry_run:
             return await dry_run_plan(report, secret, env, path, STEPS, key)
-        async with reported(report, key, "rotated: the new credentials are current and "
-                            "verified, the old refused"):
-            with locks.hold([secret_lock(secret)]):
-                report.add(check_external_secrets(secret, env, path))
-                report.add(check_current_values(secret, env, path))
-                rotate(PASSWORDS, secret, env, path, report, create={"strategy": chosen.value},
-                       finish=finish)
+        async with rotation_checked(report, secret, env, path, key, "rotated: the new "
+                                    "credentials are current and verified, the old refused"):
+            rotate(PASSWORDS, secret, env, path, report, create={"strategy": chosen.value},
+                   finish=finish)
         return report.markdown()

@@ -113,6 +113,22 @@ class BackendKey:
     variable: str
     url_variable: str
 
+    def holds(self, env: Env) -> bool:
+        """Whether a pod with this environment holds the key (:attr:`KeyCheck.holds`)."""
+        return self.variable in env
+
+    def probe(self, env: Env) -> Probe | None:
+        """The base URL and key from a pod's environment (:attr:`KeyCheck.probe`)."""
+        if self.variable not in env or self.url_variable not in env:
+            return None
+        return Probe(env[self.url_variable], env[self.variable])
+
+
+def provider_endpoint(name: str) -> Callable[[Mapping[str, Any]], str]:
+    """``Emulator.endpoint`` for an emulator whose URL ``sandbox.json`` keeps under
+    ``providers.<name>``."""
+    return lambda info: str(info["providers"][name])
+
 
 @dataclass(frozen=True)
 class Application:

@@ -6,19 +6,19 @@ flows use, and the inventory's ``providers.anthropic``. A pod's key is checked w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulators import (
     BackendKey,
     Check,
     Emulator,
-    Env,
     Host,
     InventoryPart,
     KeyCheck,
     Probe,
     Running,
+    provider_endpoint,
 )
 
 if TYPE_CHECKING:
@@ -68,12 +68,6 @@ class AnthropicWorld(Running):
         return {"providers": {NAME: self.host.urls[NAME], CONSOLE: self.host.urls[CONSOLE]}}
 
 
-def _probe(env: Env) -> Probe | None:
-    if KEY.variable not in env or KEY.url_variable not in env:
-        return None
-    return Probe(env[KEY.url_variable], env[KEY.variable])
-
-
 async def _ask(client: httpx.AsyncClient, probe: Probe) -> Check:
     from sandbox.kube.backend import check_models
 
@@ -81,11 +75,8 @@ async def _ask(client: httpx.AsyncClient, probe: Probe) -> Check:
                               {"x-api-key": probe.value, "anthropic-version": "2023-06-01"})
 
 
-def _endpoint(info: Mapping[str, Any]) -> str:
-    return str(info["providers"][NAME])
-
-
 EMULATOR = Emulator(
-    name=NAME, start=AnthropicWorld, backend=KEY, fault_knobs=(NAME,), endpoint=_endpoint,
-    rank=20, check=KeyCheck("Anthropic key", lambda env: KEY.variable in env, _probe, _ask),
+    name=NAME, start=AnthropicWorld, backend=KEY, fault_knobs=(NAME,),
+    endpoint=provider_endpoint(NAME), rank=20,
+    check=KeyCheck("Anthropic key", KEY.holds, KEY.probe, _ask),
 )

@@ -5,19 +5,19 @@ key the flows use, and the inventory's ``providers.openai``. A pod's key is chec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulators import (
     BackendKey,
     Check,
     Emulator,
-    Env,
     Host,
     InventoryPart,
     KeyCheck,
     Probe,
     Running,
+    provider_endpoint,
 )
 from sandbox.openai_state import DEFAULT_PROJECT
 
@@ -74,12 +74,6 @@ class OpenAIWorld(Running):
         return key is not None and self.state.delete_key(key.id) is not None
 
 
-def _probe(env: Env) -> Probe | None:
-    if KEY.variable not in env or KEY.url_variable not in env:
-        return None
-    return Probe(env[KEY.url_variable], env[KEY.variable])
-
-
 async def _ask(client: httpx.AsyncClient, probe: Probe) -> Check:
     from sandbox.kube.backend import check_models
 
@@ -87,11 +81,8 @@ async def _ask(client: httpx.AsyncClient, probe: Probe) -> Check:
                               {"Authorization": f"Bearer {probe.value}"})
 
 
-def _endpoint(info: Mapping[str, Any]) -> str:
-    return str(info["providers"][NAME])
-
-
 EMULATOR = Emulator(
-    name=NAME, start=OpenAIWorld, backend=KEY, fault_knobs=(NAME,), endpoint=_endpoint, rank=10,
-    check=KeyCheck("OpenAI key", lambda env: KEY.variable in env, _probe, _ask),
+    name=NAME, start=OpenAIWorld, backend=KEY, fault_knobs=(NAME,),
+    endpoint=provider_endpoint(NAME), rank=10,
+    check=KeyCheck("OpenAI key", KEY.holds, KEY.probe, _ask),
 )
