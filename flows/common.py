@@ -67,11 +67,13 @@ def secret_lock(secret: str) -> str:
     return lock_name(secret)
 
 
-async def publish(report: RunReport, key: str) -> None:
-    """The run's markdown artifact: steps, durations, ids and evidence; never a value."""
+async def publish(report: RunReport, key: str) -> str:
+    """The run's markdown artifact: steps, durations, ids and evidence; never a value.
+    Returns the markdown published."""
     slug = "".join(c if c.isalnum() else "-" for c in key.lower()).strip("-")
-    await acreate_markdown_artifact(markdown=report.markdown(), key=slug,
-                                    description=report.title)
+    markdown = report.markdown()
+    await acreate_markdown_artifact(markdown=markdown, key=slug, description=report.title)
+    return markdown
 
 
 @contextlib.asynccontextmanager
@@ -107,5 +109,4 @@ async def dry_run_plan(report: RunReport, secret: str, environment: str, invento
     """A dry run: what each step would do, as the report and its artifact ``key-plan``."""
     report.add(plan_rotation(secret, environment, inventory, steps))
     report.outcome = "dry run: nothing changed"
-    await publish(report, f"{key}-plan")
-    return report.markdown()
+    return await publish(report, f"{key}-plan")

@@ -141,8 +141,7 @@ async def rotate_all(
                           f"{len(outcomes) - len(failed) - len(waiting)} rotated, {len(failed)} "
                           f"failed and rolled back, {len(waiting)} waiting for a person")
         report.notes += due_table(found, outcomes)
-        await publish(report, "rotate-all-plan" if dry_run else "rotate-all")
-        markdown = report.markdown()
+        markdown = await publish(report, "rotate-all-plan" if dry_run else "rotate-all")
         if failed:
             return Failed(message=f"{len(failed)} of {len(outcomes)} rotations did not complete "
                                   "(each was rolled back); see the rotate-all report",

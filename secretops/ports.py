@@ -87,6 +87,12 @@ class KeyProvider(Protocol):
         None for no limit."""
         ...
 
+    @property
+    def revocation_is_final(self) -> bool:
+        """Whether :meth:`revoke_key` already revokes for good (OpenAI deletes the key), so
+        that no ``final`` revocation follows it."""
+        ...
+
     def create_key(self, name: str, environment: str | None = None,
                    lifetime: timedelta | None = None,
                    scopes: list[str] | None = None) -> NewProviderKey:

@@ -37,6 +37,12 @@ _lock = threading.Lock()
 _values: set[str] = set()
 _forms: set[str] = set()
 _patterns: tuple[str, ...] = ()
+_ends: dict[str, tuple[str, ...]] = {}
+# past this many forms, a text is searched for the forms that end at each of its positions
+# (one look-up per character; keys share their first characters, sk-..., not their last)
+# instead of for each form in turn: a fleet's hundreds of values made every log line cost a
+# scan per value
+_SCAN_LIMIT = 64
 _loggers_at_install = -1
 
 
@@ -55,8 +61,12 @@ def remember(value: str) -> None:
         if value in _values:
             return
         _values.add(value)
-        _forms.update(_written_forms(value))
+        forms = _written_forms(value)
+        _forms.update(forms)
         _patterns = tuple(sorted(_forms, key=len, reverse=True))
+        for form in forms:
+            end = form[-_MIN_LENGTH:]
+            _ends[end] = tuple(sorted({*_ends.get(end, ()), form}, key=len, reverse=True))
     if len(logging.Logger.manager.loggerDict) != _loggers_at_install:
         install()
 
@@ -70,7 +80,7 @@ def redact(text: str, values: Iterable[str] | None = None) -> str:
     """Return ``text`` with every known secret value (longest first, also in its JSON- and
     repr-escaped forms) replaced by the mask."""
     if values is None:
-        patterns = _patterns
+        patterns = _patterns if len(_patterns) <= _SCAN_LIMIT else _present(text, _ends)
     else:
         forms = {form for value in values for form in _written_forms(value)}
         patterns = tuple(sorted(forms, key=len, reverse=True))
@@ -80,6 +90,14 @@ def redact(text: str, values: Iterable[str] | None = None) -> str:
         if pattern in text:
             text = text.replace(pattern, MASK)
     return text
+
+
+def _present(text: str, ends: dict[str, tuple[str, ...]]) -> list[str]:
+    """The forms, longest first, whose last characters (every form has at least
+    ``_MIN_LENGTH``) occur somewhere in ``text``: the only ones that can be in it."""
+    found = {form for i in range(len(text) - _MIN_LENGTH + 1)
+             for form in ends.get(text[i:i + _MIN_LENGTH], ())}
+    return sorted(found, key=len, reverse=True)
 
 
 class RedactingFilter(logging.Filter):

@@ -239,7 +239,8 @@ def _revoke(provider: KeyProvider, held: Credential | SecretValue, what: str,
     revoked = provider.revoke_key(key.id)
     if provider.check_key(credential):
         raise VerificationFailed(f"{what} key {key.id} still works after revocation")
-    provider.revoke_key(key.id, final=True)  # refused: now for good (Anthropic: archived)
+    if not provider.revocation_is_final:  # refused: now for good (Anthropic: archived)
+        provider.revoke_key(key.id, final=True)
     state = "revoked" if revoked else "was already revoked"
     return f"{what} key {key.id} ({value.fingerprint()}) {state}; the provider refuses it"
 

@@ -42,6 +42,25 @@ def test_redact_masks_plain_json_and_repr_forms() -> None:
     assert cleaned.count(MASK) == 4
 
 
+def test_a_fleets_hundreds_of_values_are_masked_in_every_form() -> None:
+    """Past ``_SCAN_LIMIT`` forms a text is searched by the forms' last characters: every
+    value of a fleet, sharing its first characters with all the others, is still masked, in
+    each written form, and a text that only shares a prefix with them is left alone."""
+    values = [SecretValue(f"sk-svcacct-{secrets.token_urlsafe(30)}") for _ in range(300)]
+    quoted = SecretValue('pa"ss\\word-' + secrets.token_urlsafe(8))
+    assert len(redaction.known_values()) > redaction._SCAN_LIMIT
+    plain = [v.reveal() for v in (*values[::37], quoted)]
+    text = " ".join(f"{p} {p!r} {json.dumps({'k': p})}" for p in plain)
+    text += " sk-svcacct-not-a-value " + values[0].reveal()[:-1]
+    cleaned = redaction.redact(text)
+    for value in plain:
+        assert value not in cleaned
+        assert json.dumps(value)[1:-1] not in cleaned
+        assert repr(value)[1:-1] not in cleaned
+    assert cleaned.count(MASK) == 3 * len(plain)
+    assert cleaned.endswith(" sk-svcacct-not-a-value " + values[0].reveal()[:-1])
+
+
 def test_short_strings_are_never_registered() -> None:
     SecretValue("abc")
     assert "abc" not in redaction.known_values()

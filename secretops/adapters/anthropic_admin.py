@@ -81,6 +81,10 @@ class AnthropicProvider(AdminClient):
         return None
 
     @property
+    def revocation_is_final(self) -> bool:
+        return False
+
+    @property
     def can_create_keys(self) -> bool:
         return False
 
@@ -112,8 +116,10 @@ class AnthropicProvider(AdminClient):
         list models), so a 403 says the key was authenticated and nothing narrower: such a
         key works, for the application and for whoever holds a leaked copy."""
         try:
-            # a copy sharing the connections (closing it would close them)
-            self._client.with_options(api_key=as_credential(value).secret.reveal()).models.list()
+            # a copy sharing the connections (closing it would close them); the answer is all
+            # that counts, so it is not parsed
+            client = self._client.with_options(api_key=as_credential(value).secret.reveal())
+            client.models.with_raw_response.list()
         except anthropic.AuthenticationError:
             return KeyCheck.REFUSED
         except anthropic.PermissionDeniedError:

@@ -75,6 +75,10 @@ class AwsIamProvider:
         self._iam.close()
 
     @property
+    def revocation_is_final(self) -> bool:
+        return False
+
+    @property
     def can_create_keys(self) -> bool:
         return True
 

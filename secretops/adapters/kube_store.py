@@ -229,15 +229,27 @@ class KubernetesSecretStore:
         return self._required_at(written, stamp)
 
     def clear_pending(self) -> None:
+        """Remove PENDING, then prune the recorded key ids to the values still held: the
+        current one, and the previous one (read only when an id is recorded beside another)."""
         self._write(Stage.pending, None)
-        recorded = self.key_ids()
-        if recorded:
-            held = {c.secret.fingerprint() for c in map(self.read, Stage) if c is not None}
-            if set(recorded) - held:
-                self._save_ids({fp: key for fp, key in recorded.items() if fp in held})
+        target = self._fetch(Stage.current)
+        recorded = self._ids(target)
+        current = self._parse(target)[0]
+        held = {current.secret.fingerprint()} if current is not None else set()
+        if not set(recorded) - held:
+            return
+        previous = self.read(Stage.previous)
+        if previous is not None:
+            held.add(previous.secret.fingerprint())
+        if set(recorded) - held:
+            self._save_ids({fp: key for fp, key in recorded.items() if fp in held})
 
     def key_ids(self) -> dict[str, str]:
-        text = _stamp(self._fetch(Stage.current), KEY_IDS + self._key)
+        return self._ids(self._fetch(Stage.current))
+
+    def _ids(self, target: Mapping[str, Any] | None) -> dict[str, str]:
+        """The key ids recorded on the Secret ``target`` (as read) for this store's key."""
+        text = _stamp(target, KEY_IDS + self._key)
         try:
             loaded = json.loads(text) if text else {}
         except ValueError:  # edited by hand: no ids, so keys are matched by their hints

@@ -112,6 +112,10 @@ class OpenAIProvider(AdminClient):
         return None
 
     @property
+    def revocation_is_final(self) -> bool:
+        return True
+
+    @property
     def can_create_keys(self) -> bool:
         return True
 
@@ -210,7 +214,7 @@ class OpenAIProvider(AdminClient):
         # a copy sharing the connections (closing it would close them)
         client = self._client.with_options(api_key=as_credential(value).secret.reveal())
         try:
-            client.models.list()
+            client.models.with_raw_response.list()  # the answer is all that counts: unparsed
             return KeyCheck.WORKS
         except openai.APIStatusError as exc:
             if not _wants_scope(exc):
