@@ -64,9 +64,8 @@ def remember(value: str) -> None:
         forms = _written_forms(value)
         _forms.update(forms)
         _patterns = tuple(sorted(_forms, key=len, reverse=True))
-        for form in forms:
-            end = form[-_MIN_LENGTH:]
-            _ends[end] = tuple(sorted({*_ends.get(end, ()), form}, key=len, reverse=True))
+        for form in forms:  # a new tuple each time: redact reads these without the lock
+            _ends[form[-_MIN_LENGTH:]] = (*_ends.get(form[-_MIN_LENGTH:], ()), form)
     if len(logging.Logger.manager.loggerDict) != _loggers_at_install:
         install()
 

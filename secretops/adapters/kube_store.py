@@ -236,12 +236,12 @@ class KubernetesSecretStore:
         recorded = self._ids(target)
         current = self._parse(target)[0]
         held = {current.secret.fingerprint()} if current is not None else set()
-        if not set(recorded) - held:
+        if set(recorded) <= held:
             return
         previous = self.read(Stage.previous)
         if previous is not None:
             held.add(previous.secret.fingerprint())
-        if set(recorded) - held:
+        if not set(recorded) <= held:
             self._save_ids({fp: key for fp, key in recorded.items() if fp in held})
 
     def key_ids(self) -> dict[str, str]:
