@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from secretops.inventory import Inventory
-from secretops.models import Environment, ProviderKey, Stage, keys_for
+from secretops.models import Environment, KeyListing, Stage, keys_for
 from secretops.providers import for_kind, is_key
 from secretops.staging import recorded_key_ids
 from secretops.wiring import Wiring
@@ -59,7 +59,7 @@ def key_expiries(inv: Inventory, wiring: Wiring,
     """For each API key pair: when its current key expires (None: never, or the provider
     shows no single key for the value). Each provider's keys are listed once."""
     found: dict[Pair, datetime | None] = {}
-    listings: dict[str, list[ProviderKey]] = {}
+    listings: dict[str, KeyListing] = {}
     for secret, env in pairs:
         kind = inv.secret(secret).kind
         if expiry_margin(inv, kind) is None:
@@ -68,7 +68,7 @@ def key_expiries(inv: Inventory, wiring: Wiring,
         if current is None:
             continue
         if kind not in listings:
-            listings[kind] = list(wiring.provider(secret).list_keys())
+            listings[kind] = KeyListing(wiring.provider(secret).list_keys())
         ids = recorded_key_ids(wiring.stores(secret, env))
         keys = keys_for(listings[kind], current, ids)
         found[(secret, env)] = keys[0].expires_at if len(keys) == 1 else None

@@ -9,7 +9,7 @@ still masked.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -140,6 +140,21 @@ class StoredVersion:
 
 
 @dataclass(frozen=True)
+class Holdings:
+    """What a store holds as each stage, and the provider key ids recorded with its values
+    (by each value's fingerprint): everything a revocation needs of a store, in one look."""
+
+    current: Credential | None = None
+    pending: Credential | None = None
+    previous: Credential | None = None
+    key_ids: Mapping[str, str] = field(default_factory=dict)
+
+    def held(self, stage: Stage) -> Credential | None:
+        return {Stage.current: self.current, Stage.pending: self.pending,
+                Stage.previous: self.previous}[stage]
+
+
+@dataclass(frozen=True)
 class ProviderKey:
     """An API key as the provider lists it: id and metadata, never the value."""
 
@@ -183,9 +198,49 @@ def matches_hint(value: str, hint: str | None) -> bool:
 def keys_with_value(keys: Iterable[ProviderKey], value: SecretValue) -> list[ProviderKey]:
     """The keys of a provider's listing whose redacted hint fits ``value``: the active ones
     when an active key and an inactive one share the hint."""
-    plain = value.reveal()
-    found = [key for key in keys if matches_hint(plain, key.redacted_value)]
-    return [key for key in found if key.status == "active"] or found
+    return KeyListing.of(keys).with_value(value)
+
+
+class KeyListing:
+    """A provider's listing of keys, indexed by id and by the tail each key's hint shows, so
+    that finding a value's key reads only the keys that could be it: a fleet run looks up
+    hundreds of values in one listing of hundreds of keys."""
+
+    def __init__(self, keys: Iterable[ProviderKey]) -> None:
+        self.keys = tuple(keys)
+        self._by_id: dict[str, list[ProviderKey]] = {}
+        # by the length of the tail, then the tail: (place in the listing, head, key)
+        self._by_tail: dict[int, dict[str, list[tuple[int, str, ProviderKey]]]] = {}
+        for place, key in enumerate(self.keys):
+            self._by_id.setdefault(key.id, []).append(key)
+            parts = hint_parts(key.redacted_value)
+            if parts is not None:
+                head, tail = parts
+                self._by_tail.setdefault(len(tail), {}).setdefault(tail, []).append(
+                    (place, head, key))
+
+    @classmethod
+    def of(cls, keys: Iterable[ProviderKey]) -> KeyListing:
+        return keys if isinstance(keys, KeyListing) else cls(keys)
+
+    def __iter__(self) -> Iterator[ProviderKey]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def with_id(self, key_id: str) -> list[ProviderKey]:
+        return list(self._by_id.get(key_id, ()))
+
+    def with_value(self, value: SecretValue) -> list[ProviderKey]:
+        """The keys whose hint fits ``value`` (as :func:`matches_hint`): the active ones when
+        an active key and an inactive one share the hint."""
+        plain = value.reveal()
+        fits = sorted((place, key) for size, tails in self._by_tail.items()
+                      if len(plain) > size for place, head, key in tails.get(plain[-size:], ())
+                      if len(plain) > len(head) + size and plain.startswith(head))
+        found = [key for _, key in fits]
+        return [key for key in found if key.status == "active"] or found
 
 
 def keys_for(keys: Iterable[ProviderKey], value: SecretValue | Credential,
@@ -194,17 +249,17 @@ def keys_for(keys: Iterable[ProviderKey], value: SecretValue | Credential,
     value (``ids``: fingerprint -> key id, see ``SecretStore.key_ids``) when there is one, as
     for every key secretops created; else the key a two-part credential names by its first
     part (an AWS access key id); else, for a key made by hand, those whose redacted hint fits
-    the value."""
+    the value. Pass a :class:`KeyListing` to look up many values in one listing."""
     credential = value if isinstance(value, Credential) else Credential(value)
-    keys = list(keys)
+    listing = KeyListing.of(keys)
     key_id = ids.get(credential.secret.fingerprint())
     if key_id is not None:
-        return [key for key in keys if key.id == key_id]
+        return listing.with_id(key_id)
     if credential.username is not None:
-        named = [key for key in keys if key.id == credential.username]
+        named = listing.with_id(credential.username)
         if named:
             return named
-    return keys_with_value(keys, credential.secret)
+    return listing.with_value(credential.secret)
 
 
 def as_credential(value: SecretValue | Credential) -> Credential:

@@ -15,6 +15,7 @@ from secretops.models import (
     AccessEvent,
     AccessGrant,
     Credential,
+    Holdings,
     KeyCheck,
     NewProviderKey,
     PodLog,
@@ -44,8 +45,8 @@ class SecretStore(Protocol):
 
     def stage_pending(self, credential: Credential) -> StoredVersion:
         """Store ``credential`` as PENDING, with its ``key_id`` when it has one (recorded
-        before the value, so a value is never stored without its id). The same pending
-        credential again is a no-op; a different pending credential raises
+        with the value or before it, so a value is never stored without its id). The same
+        pending credential again is a no-op; a different pending credential raises
         :class:`secretops.errors.PendingConflict`."""
         ...
 
@@ -55,11 +56,17 @@ class SecretStore(Protocol):
         the id of the key it replaced."""
         ...
 
-    def promote_pending(self) -> StoredVersion:
-        """PENDING becomes CURRENT and CURRENT becomes PREVIOUS. PENDING stays marked (on the
-        version that is now current) until :meth:`clear_pending` finishes the rotation, so a
-        rerun sees the promotion done and a rollback knows what failed. With PENDING already
-        current, or no pending version at all, returns the current version."""
+    def holdings(self) -> Holdings:
+        """What every stage holds and the key ids recorded with the values (as
+        :meth:`read` and :meth:`key_ids` say), in as few reads as the store allows."""
+        ...
+
+    def promote_pending(self) -> StoredVersion | None:
+        """PENDING becomes CURRENT and CURRENT becomes PREVIOUS; returns the version now
+        current. PENDING stays marked (on the version that is now current) until
+        :meth:`clear_pending` finishes the rotation, so a rerun sees the promotion done and a
+        rollback knows what failed. With PENDING already current, returns the current
+        version; with no pending version at all, None."""
         ...
 
     def restore_previous(self, failed: Credential) -> StoredVersion:

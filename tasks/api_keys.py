@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -13,6 +13,7 @@ from secretops.expiry import key_lifetime
 from secretops.models import (
     Credential,
     KeyCheck,
+    KeyListing,
     ProviderKey,
     SecretValue,
     Stage,
@@ -37,12 +38,15 @@ def key_name_prefix(application: str, environment: str, secret: str) -> str:
 def _values(stores: list[SecretStore], *stages: Stage) -> list[Credential]:
     """The distinct credentials the stores hold as ``stages`` (a two-part one, an AWS access
     key, with its key id as ``username``)."""
+    return _distinct(store.read(stage) for store in stores for stage in stages)
+
+
+def _distinct(credentials: Iterable[Credential | None]) -> list[Credential]:
+    """The credentials, each value once, in their order."""
     found: list[Credential] = []
-    for store in stores:
-        for stage in stages:
-            credential = store.read(stage)
-            if credential is not None and all(c.secret != credential.secret for c in found):
-                found.append(credential)
+    for credential in credentials:
+        if credential is not None and all(c.secret != credential.secret for c in found):
+            found.append(credential)
     return found
 
 
@@ -59,16 +63,16 @@ class SharedListings:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[int, Sequence[ProviderKey]] = {}
+        self._keys: dict[int, KeyListing] = {}
 
     def keys(self, provider: KeyProvider, wanted: Sequence[Credential],
-             ids: Mapping[str, str]) -> Sequence[ProviderKey]:
+             ids: Mapping[str, str]) -> KeyListing:
         """A listing of ``provider``'s keys that has a key for each of ``wanted`` (known by
         ``ids`` or by hint), if the provider has one."""
         with self._lock:
             keys = self._keys.get(id(provider))
             if keys is None or not all(keys_for(keys, value, ids) for value in wanted):
-                keys = self._keys[id(provider)] = provider.list_keys()
+                keys = self._keys[id(provider)] = KeyListing(provider.list_keys())
             return keys
 
 
@@ -88,13 +92,14 @@ def shared_listings() -> Iterator[SharedListings]:
 
 
 def _listing(provider: KeyProvider, wanted: Sequence[Credential],
-             ids: Mapping[str, str]) -> Sequence[ProviderKey]:
+             ids: Mapping[str, str]) -> KeyListing:
     shared = _shared.get()
-    return provider.list_keys() if shared is None else shared.keys(provider, wanted, ids)
+    return (KeyListing(provider.list_keys()) if shared is None
+            else shared.keys(provider, wanted, ids))
 
 
 def _revoke_orphans(provider: KeyProvider, held: list[Credential], prefix: str,
-                    keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> list[str]:
+                    keys: Iterable[ProviderKey], ids: Mapping[str, str]) -> list[str]:
     """Revoke active keys with our name prefix whose value no store holds (``held``: every
     stage's value; the orphans' values are lost). ``keys`` is one listing of the provider's
     keys, taken by the caller; ``ids`` the key ids the stores recorded with their values.
@@ -104,15 +109,17 @@ def _revoke_orphans(provider: KeyProvider, held: list[Credential], prefix: str,
     for a key made by hand by a redacted form this code reads), every key would look
     orphaned, the live one included, so the sweep does not run. A key whose id is recorded
     with a held value is never an orphan, nor is a key created after this run began. An id
-    recorded with no held value protects nothing: a store records the id before it writes
-    the value, and a run killed in between leaves just such an entry beside an orphan."""
-    known = {key.id for value in held for key in keys_for(keys, value, ids)}
-    if held and not known & {key.id for key in keys}:
+    recorded with no held value protects nothing: a store may record the id before it
+    writes the value (an AWS tag, the files' sidecar), and a run killed in between leaves
+    just such an entry beside an orphan."""
+    listing = KeyListing.of(keys)
+    known = {key.id for value in held for key in keys_for(listing, value, ids)}
+    if held and not known:
         return ["orphan sweep not run: no value the stores hold matches a key in the "
                 "provider's listing, so orphans cannot be told from keys in use"]
     began = _run_start()
     revoked = []
-    for key in keys:
+    for key in listing:
         # OpenAI stamps keys to the second: one stamped with the run's first second may be a
         # little older or younger than the run, and counts as older (this run's own keys are
         # held by then, and the lock keeps other runs of the secret out)
@@ -215,7 +222,7 @@ def _checked(what: str, value: SecretValue, check: KeyCheck) -> str:
 
 
 def _revoke(provider: KeyProvider, held: Credential | SecretValue, what: str,
-            keys: Sequence[ProviderKey], ids: Mapping[str, str]) -> str:
+            keys: Iterable[ProviderKey], ids: Mapping[str, str]) -> str:
     credential = as_credential(held)
     value = credential.secret
     found = keys_for(keys, credential, ids)
@@ -253,10 +260,12 @@ def _revoke_stage(secret: str, environment: str, inventory: str, stage: Stage,
     wiring = wiring_for(inventory)
     stores = wiring.stores(secret, environment)
     provider = wiring.provider(secret)
-    held = {s: _values(stores, s) for s in (Stage.current, Stage.pending, Stage.previous)}
+    holdings = [store.holdings() for store in stores]
+    held = {s: _distinct(h.held(s) for h in holdings)
+            for s in (Stage.current, Stage.pending, Stage.previous)}
     current = [c.secret for c in held[Stage.current]]
     revoking = [c for c in held[stage] if c.secret not in current]
-    ids = recorded_key_ids(stores)
+    ids = {fp: key for h in holdings for fp, key in h.key_ids.items()}
     keys = _listing(provider, revoking, ids)
     evidence = [_revoke(provider, value, what, keys, ids) for value in revoking]
     prefix = key_name_prefix(inventory_at(inventory).application, environment, secret)

@@ -31,10 +31,9 @@ def update_secret(secret: str, environment: str, inventory: str) -> list[str]:
     ``kubectl edit secret``); the old one becomes the previous version."""
     evidence = []
     for store in wiring_for(inventory).stores(secret, environment):
-        pending = store.version(Stage.pending)
-        if pending is None:
-            raise SecretopsError(f"{store.name} has no pending version to make current")
         version = store.promote_pending()
+        if version is None:
+            raise SecretopsError(f"{store.name} has no pending version to make current")
         evidence.append(f"{store.name}: version {version.version_id} "
                         f"({version.fingerprint}) is current")
     return evidence

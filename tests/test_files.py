@@ -13,7 +13,7 @@ import pytest
 
 from secretops.adapters.dotenv import DotenvFile, url_with_credentials
 from secretops.adapters.files import DockerSecretStore, DotenvStore, atomic_write
-from secretops.errors import PendingConflict, SecretopsError
+from secretops.errors import PendingConflict
 from secretops.models import Credential, SecretValue, Stage
 
 OLD = "old-password-0123456789abcdef"
@@ -96,7 +96,7 @@ def test_promote_changes_only_the_managed_lines(env_file: Path) -> None:
     assert store.read(Stage.pending) is None
     assert leftovers(env_file.parent) == []
 
-    assert store.promote_pending() == version
+    assert store.promote_pending() is None, "nothing pending: nothing promoted"
     assert raw(env_file) == expected
 
 
@@ -222,8 +222,7 @@ def test_missing_key_is_appended_and_nothing_to_promote(tmp_path: Path) -> None:
     path = tmp_path / "app" / ".env"
     store = DotenvStore(path, "OPENAI_API_KEY")
     assert store.read() is None and store.version() is None
-    with pytest.raises(SecretopsError, match="nothing to promote"):
-        store.promote_pending()
+    assert store.promote_pending() is None  # nothing to promote
     store.stage_pending(cred("sk-first-key-000000000000"))
     store.promote_pending()
     assert path.read_text() == "OPENAI_API_KEY=sk-first-key-000000000000\n"

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from secretops.adapters.retry import CALL_ATTEMPTS, is_transient
 from secretops.errors import NotRetryable, PendingConflict, Unavailable
-from secretops.models import Credential, SecretValue, Stage, StoredVersion
+from secretops.models import Credential, Holdings, SecretValue, Stage, StoredVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -169,6 +169,11 @@ class AwsSecretStore:
         return {str(tag["Key"])[len(self._id_tag):]: str(tag["Value"]) for tag in tags
                 if str(tag.get("Key", "")).startswith(self._id_tag)}
 
+    def holdings(self) -> Holdings:
+        current, pending, previous = map(self.read, (Stage.current, Stage.pending,
+                                                     Stage.previous))
+        return Holdings(current, pending, previous, self.key_ids())
+
     def _record_id(self, credential: Credential) -> None:
         if credential.key_id is None:
             return
@@ -255,11 +260,13 @@ class AwsSecretStore:
             raise NotRetryable(f"{self.name} has no {stage.value} version")
         return version
 
-    def promote_pending(self) -> StoredVersion:
+    def promote_pending(self) -> StoredVersion | None:
         stages = self._stages()
         pending = next((v for v, s in stages.items() if Stage.pending.value in s), None)
         current = next((v for v, s in stages.items() if Stage.current.value in s), None)
-        if pending is not None and pending != current:
+        if pending is None:
+            return None
+        if pending != current:
             self._move(Stage.current, pending, current)
         return self._required(Stage.current)
 

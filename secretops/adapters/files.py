@@ -21,7 +21,7 @@ from pathlib import Path
 
 from secretops.adapters.dotenv import DotenvFile, url_with_credentials
 from secretops.errors import PendingConflict, SecretopsError
-from secretops.models import Credential, SecretValue, Stage, StoredVersion
+from secretops.models import Credential, Holdings, SecretValue, Stage, StoredVersion
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -163,14 +163,12 @@ class _FileStore:
                 self._write(Stage.pending, credential)
             return self._must_version(Stage.pending, credential)
 
-    def promote_pending(self) -> StoredVersion:
+    def promote_pending(self) -> StoredVersion | None:
         with folder_lock(self.path.parent):
             pending = self._read(Stage.pending)
             current = self._read(Stage.current)
             if pending is None:
-                if current is None:
-                    raise SecretopsError(f"{self.name}: nothing to promote (no pending value)")
-                return self._must_version(Stage.current, current)
+                return None
             if current is not None and not _same(current, pending):
                 self._write(Stage.previous, current)
             self._write(Stage.current, pending)
@@ -226,6 +224,12 @@ class _FileStore:
     def key_ids(self) -> Mapping[str, str]:
         with folder_lock(self.path.parent):
             return self._load_ids().get(self._id_scope(), {})
+
+    def holdings(self) -> Holdings:
+        with folder_lock(self.path.parent):
+            return Holdings(self._read(Stage.current), self._read(Stage.pending),
+                            self._read(Stage.previous),
+                            self._load_ids().get(self._id_scope(), {}))
 
     def _record_id(self, credential: Credential) -> None:
         if credential.key_id is None:

@@ -18,9 +18,11 @@ version's ``created_at``. The value moved to PREVIOUS takes its time along, and 
 puts it back, so a rolled-back rotation leaves the last successful one's time.
 
 The provider's ids of the keys a store's values are (when secretops created them) are kept
-in the annotation ``secretops.io/key-ids.<key>`` of the Secret itself, a JSON object from
-each value's fingerprint to its key id: recorded before a key is staged, pruned to the values
-some stage holds when a rotation finishes.
+in the annotation ``secretops.io/key-ids.<key>``, a JSON object from each value's fingerprint
+to its key id: on the pending companion, written in the same request as the pending value
+(so neither is ever stored without the other); on the Secret itself from the promotion on,
+written in the same patch as the value; pruned to the values some stage holds when a
+rotation finishes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from secretops.adapters.kube import (
 )
 from secretops.adapters.kube_api import KubeRefused, parse_time
 from secretops.errors import NotRetryable, PendingConflict
-from secretops.models import Credential, SecretValue, Stage, StoredVersion
+from secretops.models import Credential, Holdings, SecretValue, Stage, StoredVersion
 
 COMPANION_SUFFIX = {Stage.pending: "-secretops-pending", Stage.previous: "-secretops-previous"}
 ROTATED_AT = "secretops.io/rotated-at."
@@ -163,14 +165,19 @@ class KubernetesSecretStore:
 
     def _write(
         self, stage: Stage, credential: Credential | None, rotated_at: str | None = None,
-        read: dict[str, Any] | Unread | None = UNREAD,
+        read: dict[str, Any] | Unread | None = UNREAD, ids: Mapping[str, str] | None = None,
     ) -> dict[str, SecretValue]:
         """Set (or with None, remove) this store's keys in the Secret holding ``stage``; for
-        CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown).
-        ``read``: that Secret as just read, if it was. Returns the Secret's values after the
-        write (none when there was nothing to remove)."""
+        CURRENT and PREVIOUS, with ``rotated_at`` as the key's rotation time (None: unknown);
+        with ``ids``, the key ids recorded in that Secret (empty: none). ``read``: that
+        Secret as just read, if it was. Returns the Secret's values after the write (none
+        when there was nothing to remove)."""
         entries = self._entries(credential)
-        stamped = stage is not Stage.pending and credential is not None
+        annotations: dict[str, str | None] = {}
+        if stage is not Stage.pending and credential is not None:
+            annotations[self._rotated_at] = rotated_at
+        if ids is not None:
+            annotations[self._key_ids] = _ids_text(ids)
         labels = None if stage is Stage.current else MANAGED_BY
         try:
             return self._cluster.update_secret(
@@ -178,7 +185,7 @@ class KubernetesSecretStore:
                 self.secret_name(stage),
                 lambda _: entries,
                 create_labels=None if credential is None else labels,
-                annotations={self._rotated_at: rotated_at} if stamped else None,
+                annotations=annotations or None,
                 read=read,
             )
         except KubeRefused as exc:
@@ -199,22 +206,27 @@ class KubernetesSecretStore:
             if self._same(pending, credential):
                 return self._required(Stage.pending, pending)
             raise PendingConflict(f"{self.name} already holds a different pending version")
-        self._record_id(credential)
-        written = self._write(Stage.pending, credential, read=companion)
+        ids = ({credential.secret.fingerprint(): credential.key_id} if credential.key_id
+               else None)
+        written = self._write(Stage.pending, credential, read=companion, ids=ids)
         return self._required(Stage.pending, self._credential(written))
 
-    def promote_pending(self) -> StoredVersion:
-        pending = self.read(Stage.pending)
+    def promote_pending(self) -> StoredVersion | None:
+        companion = self._fetch(Stage.pending)
+        pending = self._parse(companion)[0]
         target = self._fetch(Stage.current)
         current, stamp = self._parse(target)
         if pending is None:
-            return self._required(Stage.current, current)
+            return None
         if current is not None and self._same(current, pending):
             return self._required_at(current, stamp)
         if current is not None:
             self._write(Stage.previous, current, stamp)
         now = rfc3339_now()
-        written = self._credential(self._write(Stage.current, pending, now, read=target))
+        recorded, staged = self._ids(target), self._ids(companion)
+        ids = {**recorded, **staged} if staged.items() - recorded.items() else None
+        written = self._credential(self._write(Stage.current, pending, now, read=target,
+                                               ids=ids))
         return self._required_at(written, now)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
@@ -229,9 +241,10 @@ class KubernetesSecretStore:
         return self._required_at(written, stamp)
 
     def clear_pending(self) -> None:
-        """Remove PENDING, then prune the recorded key ids to the values still held: the
-        current one, and the previous one (read only when an id is recorded beside another)."""
-        self._write(Stage.pending, None)
+        """Remove PENDING (and the key id recorded with it), then prune the key ids recorded
+        on the Secret to the values still held: the current one, and the previous one (read
+        only when an id is recorded beside another)."""
+        self._write(Stage.pending, None, ids={})
         target = self._fetch(Stage.current)
         recorded = self._ids(target)
         current = self._parse(target)[0]
@@ -242,14 +255,28 @@ class KubernetesSecretStore:
         if previous is not None:
             held.add(previous.secret.fingerprint())
         if not set(recorded) <= held:
-            self._save_ids({fp: key for fp, key in recorded.items() if fp in held})
+            self._cluster.annotate_secret(
+                self._namespace, self._secret,
+                {self._key_ids: _ids_text({fp: key for fp, key in recorded.items()
+                                           if fp in held})})
 
     def key_ids(self) -> dict[str, str]:
-        return self._ids(self._fetch(Stage.current))
+        return {**self._ids(self._fetch(Stage.current)), **self._ids(self._fetch(Stage.pending))}
 
-    def _ids(self, target: Mapping[str, Any] | None) -> dict[str, str]:
-        """The key ids recorded on the Secret ``target`` (as read) for this store's key."""
-        text = _stamp(target, KEY_IDS + self._key)
+    def holdings(self) -> Holdings:
+        target, companion = self._fetch(Stage.current), self._fetch(Stage.pending)
+        return Holdings(current=self._parse(target)[0], pending=self._parse(companion)[0],
+                        previous=self.read(Stage.previous),
+                        key_ids={**self._ids(target), **self._ids(companion)})
+
+    @property
+    def _key_ids(self) -> str:
+        """The annotation that records the key ids of this store's values."""
+        return KEY_IDS + self._key
+
+    def _ids(self, secret: Mapping[str, Any] | None) -> dict[str, str]:
+        """The key ids recorded on ``secret`` (as read) for this store's key."""
+        text = _stamp(secret, self._key_ids)
         try:
             loaded = json.loads(text) if text else {}
         except ValueError:  # edited by hand: no ids, so keys are matched by their hints
@@ -257,14 +284,7 @@ class KubernetesSecretStore:
         return ({str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict)
                 else {})
 
-    def _save_ids(self, ids: Mapping[str, str]) -> None:
-        self._cluster.annotate_secret(
-            self._namespace, self._secret,
-            {KEY_IDS + self._key: json.dumps(dict(ids), sort_keys=True) if ids else None})
 
-    def _record_id(self, credential: Credential) -> None:
-        if credential.key_id is None:
-            return
-        ids = self.key_ids()
-        if ids.get(credential.secret.fingerprint()) != credential.key_id:
-            self._save_ids({**ids, credential.secret.fingerprint(): credential.key_id})
+def _ids_text(ids: Mapping[str, str]) -> str | None:
+    """Key ids as their annotation holds them (None, for none: the annotation removed)."""
+    return json.dumps(dict(ids), sort_keys=True) if ids else None

@@ -12,7 +12,14 @@ from prefect import flow
 
 from sandbox.openai_api import OpenAIState
 from secretops.adapters.openai_admin import OpenAIProvider
-from secretops.models import SecretValue, hint_parts, matches_hint
+from secretops.models import (
+    KeyListing,
+    ProviderKey,
+    SecretValue,
+    hint_parts,
+    keys_for,
+    matches_hint,
+)
 from tasks.api_keys import _revoke_orphans
 
 PROJECT = "proj_intelliprompt"
@@ -36,6 +43,27 @@ def test_a_hint_in_either_form_matches_its_value(hint: str) -> None:
 def test_a_hint_without_a_head_and_a_tail_identifies_nothing(hint: str | None) -> None:
     assert hint_parts(hint) is None
     assert not matches_hint(VALUE, hint)
+
+
+def test_a_listing_finds_by_its_index_the_keys_matches_hint_says() -> None:
+    """The index of a listing by hint tail agrees with :func:`matches_hint` key by key, in
+    the listing's order, the active key preferred to an inactive one of the same hint."""
+    hints = ["sk-svcacct-abc...wxyz", "sk-svcac****************wxyz", "sk-svcac****...wxyz",
+             "sk-svcac****...****", "****wxyz", None, "sk-svcacct-abc...xyz", "sk-x...z",
+             "sk-svcacct-abd...wxyz", "sk-svcacct-abc...wxyz"]
+    keys = [ProviderKey(f"key_{n}", f"k{n}", "inactive" if n in (0, 8) else "active",
+                        redacted_value=hint) for n, hint in enumerate(hints)]
+    values = [VALUE, VALUE.replace("wxyz", "wxya"), "sk-svcacct-abd" + VALUE[14:], "sk-xz",
+              "sk-x-z", "wxyz"]
+    listing = KeyListing(keys)
+    for value in values:
+        fits = [key for key in keys if matches_hint(value, key.redacted_value)]
+        expected = [key for key in fits if key.status == "active"] or fits
+        assert listing.with_value(SecretValue(value)) == expected, value
+        assert keys_for(keys, SecretValue(value), {}) == expected
+    assert keys_for(listing, SecretValue(VALUE), {SecretValue(VALUE).fingerprint(): "key_8"}
+                    ) == [keys[8]]
+    assert len(listing) == len(keys) and list(listing) == keys
 
 
 def test_the_orphan_sweep_does_not_run_when_the_listing_matches_no_held_value(

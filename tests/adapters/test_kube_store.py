@@ -195,12 +195,14 @@ def test_unavailable_api_is_retryable(kube: KubeWorld, cluster: KubeCluster) -> 
 def test_a_rotation_asks_the_api_server_no_more_than_it_needs(
     kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
 ) -> None:
-    """From the API server's audit log: a companion Secret is created with its value in one
-    request, and a Secret just read is written without being read again."""
+    """From the API server's audit log: a companion Secret is created with its value (and
+    the key's id) in one request, and a Secret just read is written without being read
+    again; the id moves to the Secret in the patch that makes the value current."""
     name = _make_secret(kube, {"openai": "sk-old-value-000001"})
     store = KubernetesSecretStore(cluster, NS, name, "openai")
     before = len(kube.audit_log.read_text().splitlines())
-    store.stage_pending(Credential(SecretValue("sk-new-value-000002")))
+    new = SecretValue("sk-new-value-000002")
+    store.stage_pending(Credential(new, key_id="key_new"))
     store.promote_pending()
     store.clear_pending()
     events = [json.loads(line) for line in kube.audit_log.read_text().splitlines()[before:]]
@@ -216,3 +218,7 @@ def test_a_rotation_asks_the_api_server_no_more_than_it_needs(
     assert _data(kubectl_in, name) == {"openai": "sk-new-value-000002"}
     assert _data(kubectl_in, previous) == {"openai": "sk-old-value-000001"}
     assert _data(kubectl_in, pending) == {}
+    assert store.key_ids() == {new.fingerprint(): "key_new"}
+    companion = json.loads(kubectl_in("get", "secret", pending, "-n", NS, "-o", "json"))
+    assert "secretops.io/key-ids.openai" not in (companion["metadata"].get("annotations")
+                                                 or {})
