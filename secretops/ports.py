@@ -119,9 +119,12 @@ class KeyProvider(Protocol):
         (or by the public part of a two-part credential)."""
         ...
 
-    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+    def revoke_key(self, key_id: str, final: bool = False,
+                   listed: ProviderKey | None = None) -> bool:
         """Delete (OpenAI) or deactivate (Anthropic, AWS; with ``final``, archive or delete:
-        it can never be made active again). False when it was already revoked."""
+        it can never be made active again). False when it was already revoked. ``listed``:
+        the key's record in a listing just taken, which spares asking the provider for it
+        (its status is then the listing's)."""
         ...
 
     def check_key(self, value: SecretValue | Credential) -> KeyCheck:

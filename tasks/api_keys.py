@@ -126,7 +126,7 @@ def _revoke_orphans(provider: KeyProvider, held: list[Credential], prefix: str,
         younger = (began is not None and key.created_at is not None
                    and key.created_at > began)
         if (key.name.startswith(prefix) and key.status == "active" and key.id not in known
-                and not younger and provider.revoke_key(key.id, final=True)):
+                and not younger and provider.revoke_key(key.id, final=True, listed=key)):
             revoked.append(f"revoked orphan key {key.id} ({key.name}) left by an interrupted run")
     return revoked
 
@@ -243,7 +243,7 @@ def _revoke(provider: KeyProvider, held: Credential | SecretValue, what: str,
         raise VerificationFailed(f"several {what} keys fit the hint of {value.fingerprint()} "
                                  f"({listed}): revoke the right one by hand, then rerun")
     key = found[0]
-    revoked = provider.revoke_key(key.id)
+    revoked = provider.revoke_key(key.id, listed=key)
     if provider.check_key(credential):
         raise VerificationFailed(f"{what} key {key.id} still works after revocation")
     if not provider.revocation_is_final:  # refused: now for good (Anthropic: archived)

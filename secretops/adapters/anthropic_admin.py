@@ -128,12 +128,15 @@ class AnthropicProvider(AdminClient):
             raise failure(self.provider, "check key", exc) from None
         return KeyCheck.WORKS
 
-    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+    def revoke_key(self, key_id: str, final: bool = False,
+                   listed: ProviderKey | None = None) -> bool:
         """Set the key's status to ``inactive``, or with ``final`` to ``archived`` (a leaked
         key, or a rotated one once the provider is seen to refuse it). False when the key
         was not active any more."""
-        with self.calling("get key"):
-            current = _key(self._keys.retrieve(key_id))
+        current = listed
+        if current is None:
+            with self.calling("get key"):
+                current = _key(self._keys.retrieve(key_id))
         wanted: Literal["archived", "inactive"] = "archived" if final else "inactive"
         if current.status not in ("active", "inactive") or current.status == wanted:
             return False

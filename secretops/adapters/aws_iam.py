@@ -170,11 +170,12 @@ class AwsIamProvider:
         key_id = as_credential(value).username
         return self.get_key(key_id) if key_id else None
 
-    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+    def revoke_key(self, key_id: str, final: bool = False,
+                   listed: ProviderKey | None = None) -> bool:
         """Deactivate the key, or with ``final`` delete it (and its name tag), an active key
         deactivated first: AWS refuses it from that moment, whatever happens to the delete.
         False when it was already inactive (or, with ``final``, already gone)."""
-        key = self.get_key(key_id)
+        key = listed if listed is not None else self.get_key(key_id)
         if key is None:
             return False
         user = str(key.extra["user"])

@@ -1,7 +1,8 @@
 """``kubectl rollout status`` and "which pods started after the restart, and what they logged".
 
 :func:`rollout_state` is kubectl's ``DeploymentStatusViewer``, rule for rule;
-:func:`wait_for_rollout` reads the Deployment once and then watches it
+:func:`wait_for_rollout` reads the Deployment once (or takes the restart's answer) and then
+watches it
 (``fieldSelector=metadata.name=...``) until the rule says done or failed, or the timeout passes.
 """
 
@@ -65,16 +66,20 @@ def _finished(state: RolloutStatus) -> bool:
 
 
 def wait_for_rollout(
-    cluster: Api, namespace: str, name: str, timeout: float
+    cluster: Api, namespace: str, name: str, timeout: float,
+    read: dict[str, Any] | None = None,
 ) -> RolloutStatus:
-    """Return as soon as the rollout is done or has failed; the last state on timeout."""
+    """Return as soon as the rollout is done or has failed; the last state on timeout.
+    ``read``: the Deployment as the API server just answered a write of it (the restart's
+    patch), to watch from without reading it again."""
     target = f"{namespace}/{name}"
     deadline = time.monotonic() + timeout
     while True:
-        deployment = cluster.get(
+        deployment = read or cluster.get(
             "get deployment", target, cluster.request, "GET",
             f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         )
+        read = None
         if deployment is None:
             raise KubeRefused(f"Kubernetes deployment {target} not found", 404)
         state = rollout_state(deployment)

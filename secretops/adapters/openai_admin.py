@@ -239,10 +239,11 @@ class OpenAIProvider(AdminClient):
             return KeyCheck.REFUSED
         raise self._failure("check key", exc) from None
 
-    def revoke_key(self, key_id: str, final: bool = False) -> bool:
+    def revoke_key(self, key_id: str, final: bool = False,
+                   listed: ProviderKey | None = None) -> bool:
         """Delete the key (a deletion is always final), and the service account secretops
         made for it alone, if it was made so. False when the key is already gone."""
-        key = self.get_key(key_id)
+        key = listed if listed is not None else self.get_key(key_id)
         if key is None:
             return False
         account = key.extra.get("service_account_id")
