@@ -273,6 +273,34 @@ class KubeCluster:
                   body={"metadata": {"annotations": dict(annotations)}},
                   content_type=MERGE_PATCH)
 
+    def patch_secret(self, namespace: str, name: str,
+                     values: Mapping[str, SecretValue | None],
+                     annotations: Mapping[str, str | None] | None = None,
+                     ) -> dict[str, SecretValue] | None:
+        """Set (None: remove) some keys and annotations of a Secret in one merge patch, its
+        other keys left as they are, without reading it first: for a write that does not
+        depend on what the Secret held. Returns its values after the patch; None when the
+        Secret does not exist."""
+        patch: dict[str, Any] = {
+            "data": {k: None if v is None else encode(v.reveal()) for k, v in values.items()}}
+        if annotations:
+            patch["metadata"] = {"annotations": dict(annotations)}
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                written = self.call("patch secret", f"{namespace}/{name}", self.request,
+                                    "PATCH", f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                                    body=patch, content_type=MERGE_PATCH)
+                return decode(written.get("data"), f"Secret {namespace}/{name}")
+            except KubeRefused as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            except KubeUnavailable as exc:  # a 409 here is the server's own: patch again
+                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(CONFLICT_BACKOFF * attempt)
+        raise KubeUnavailable(f"Kubernetes patch secret {namespace}/{name} kept conflicting", 409)
+
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
         secret = self.get_secret(namespace, name)
         return (None if secret is None

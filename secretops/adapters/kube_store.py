@@ -20,9 +20,13 @@ puts it back, so a rolled-back rotation leaves the last successful one's time.
 The provider's ids of the keys a store's values are (when secretops created them) are kept
 in the annotation ``secretops.io/key-ids.<key>``, a JSON object from each value's fingerprint
 to its key id: on the pending companion, written in the same request as the pending value
-(so neither is ever stored without the other); on the Secret itself from the promotion on,
-written in the same patch as the value; pruned to the values some stage holds when a
-rotation finishes.
+(so neither is ever stored without the other) and removed with it; on the Secret itself from
+the promotion on, written in the same patch as the value, and pruned in that patch (and in a
+restore's) to the values some stage holds after it.
+
+Writes that do not depend on what a Secret held (PREVIOUS replaced, PENDING removed) are
+merge patches of this store's keys without a read first; the others are guarded by the
+resourceVersion of the Secret as read.
 """
 
 from __future__ import annotations
@@ -221,13 +225,25 @@ class KubernetesSecretStore:
         if current is not None and self._same(current, pending):
             return self._required_at(current, stamp)
         if current is not None:
-            self._write(Stage.previous, current, stamp)
+            self._keep_previous(current, stamp)
         now = rfc3339_now()
+        # the ids of the values held once it is promoted: the pending one's and the current's
         recorded, staged = self._ids(target), self._ids(companion)
-        ids = {**recorded, **staged} if staged.items() - recorded.items() else None
+        held = {pending.secret.fingerprint()} | (
+            {current.secret.fingerprint()} if current is not None else set())
+        ids = {fp: key for fp, key in {**recorded, **staged}.items() if fp in held}
         written = self._credential(self._write(Stage.current, pending, now, read=target,
-                                               ids=ids))
+                                               ids=None if ids == recorded else ids))
         return self._required_at(written, now)
+
+    def _keep_previous(self, credential: Credential, rotated_at: str | None) -> None:
+        """``credential`` as PREVIOUS, with its rotation time: one patch of the companion
+        (whatever it held for this key is replaced), or its creation."""
+        annotations = {self._rotated_at: rotated_at}
+        name = self.secret_name(Stage.previous)
+        if self._cluster.patch_secret(self._namespace, name, self._entries(credential),
+                                      annotations) is None:
+            self._write(Stage.previous, credential, rotated_at, read=None)
 
     def restore_previous(self, failed: Credential) -> StoredVersion:
         target = self._fetch(Stage.current)
@@ -237,28 +253,19 @@ class KubernetesSecretStore:
         previous, stamp = self._get(Stage.previous)
         if previous is None:
             raise NotRetryable(f"{self.name} has no previous version to restore")
-        written = self._credential(self._write(Stage.current, previous, stamp, read=target))
+        # the failed value's id stays with it on the pending companion until clear_pending
+        recorded = self._ids(target)
+        ids = {fp: key for fp, key in recorded.items() if fp != failed.secret.fingerprint()}
+        written = self._credential(self._write(Stage.current, previous, stamp, read=target,
+                                               ids=None if ids == recorded else ids))
         return self._required_at(written, stamp)
 
     def clear_pending(self) -> None:
-        """Remove PENDING (and the key id recorded with it), then prune the key ids recorded
-        on the Secret to the values still held: the current one, and the previous one (read
-        only when an id is recorded beside another)."""
-        self._write(Stage.pending, None, ids={})
-        target = self._fetch(Stage.current)
-        recorded = self._ids(target)
-        current = self._parse(target)[0]
-        held = {current.secret.fingerprint()} if current is not None else set()
-        if set(recorded) <= held:
-            return
-        previous = self.read(Stage.previous)
-        if previous is not None:
-            held.add(previous.secret.fingerprint())
-        if not set(recorded) <= held:
-            self._cluster.annotate_secret(
-                self._namespace, self._secret,
-                {self._key_ids: _ids_text({fp: key for fp, key in recorded.items()
-                                           if fp in held})})
+        """Remove PENDING and the key id recorded with it: one patch of the companion, the
+        other stores' keys in it left as they are. (The ids recorded on the Secret itself
+        were pruned to the values held when the last promotion or restore wrote it.)"""
+        self._cluster.patch_secret(self._namespace, self.secret_name(Stage.pending),
+                                   self._entries(None), {self._key_ids: None})
 
     def key_ids(self) -> dict[str, str]:
         return {**self._ids(self._fetch(Stage.current)), **self._ids(self._fetch(Stage.pending))}

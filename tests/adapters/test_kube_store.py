@@ -196,29 +196,38 @@ def test_a_rotation_asks_the_api_server_no_more_than_it_needs(
     kube: KubeWorld, cluster: KubeCluster, kubectl_in: Callable[..., str]
 ) -> None:
     """From the API server's audit log: a companion Secret is created with its value (and
-    the key's id) in one request, and a Secret just read is written without being read
-    again; the id moves to the Secret in the patch that makes the value current."""
+    the key's id) in one request, a Secret just read is written without being read again,
+    and a write that does not depend on what a Secret held is one patch; the id moves to
+    the Secret in the patch that makes the value current."""
     name = _make_secret(kube, {"openai": "sk-old-value-000001"})
     store = KubernetesSecretStore(cluster, NS, name, "openai")
-    before = len(kube.audit_log.read_text().splitlines())
-    new = SecretValue("sk-new-value-000002")
-    store.stage_pending(Credential(new, key_id="key_new"))
-    store.promote_pending()
-    store.clear_pending()
-    events = [json.loads(line) for line in kube.audit_log.read_text().splitlines()[before:]]
-    asked = [(e["verb"], e["requestURI"].split("?")[0].rsplit("/", 1)[-1]) for e in events
-             if e["stage"] == "ResponseComplete"]
     pending, previous = f"{name}-secretops-pending", f"{name}-secretops-previous"
-    assert asked == [("get", pending), ("create", "secrets"),  # stage_pending
+
+    def rotation(value: SecretValue, key_id: str) -> list[tuple[str, str]]:
+        before = len(kube.audit_log.read_text().splitlines())
+        store.stage_pending(Credential(value, key_id=key_id))
+        store.promote_pending()
+        store.clear_pending()
+        lines = kube.audit_log.read_text().splitlines()[before:]
+        return [(e["verb"], e["requestURI"].split("?")[0].rsplit("/", 1)[-1])
+                for e in map(json.loads, lines) if e["stage"] == "ResponseComplete"]
+
+    first = rotation(SecretValue("sk-first-value-00003"), "key_first")
+    assert first == [("get", pending), ("create", "secrets"),  # stage_pending
                      ("get", pending), ("get", name),  # promote_pending: what is there
-                     ("get", previous), ("create", "secrets"),  # the old value kept
-                     ("patch", name),  # the new value current
-                     ("get", pending), ("patch", pending),  # clear_pending
-                     ("get", name)]  # and the key ids it records (none here: nothing pruned)
+                     ("patch", previous), ("create", "secrets"),  # the old value kept
+                     ("patch", name),  # the new value current, with its id
+                     ("patch", pending)]  # clear_pending
+    new = SecretValue("sk-new-value-000002")
+    assert rotation(new, "key_new") == [
+        ("get", pending), ("patch", pending),  # stage_pending, the companion there now
+        ("get", pending), ("get", name), ("patch", previous), ("patch", name),
+        ("patch", pending)]
     assert _data(kubectl_in, name) == {"openai": "sk-new-value-000002"}
-    assert _data(kubectl_in, previous) == {"openai": "sk-old-value-000001"}
+    assert _data(kubectl_in, previous) == {"openai": "sk-first-value-00003"}
     assert _data(kubectl_in, pending) == {}
-    assert store.key_ids() == {new.fingerprint(): "key_new"}
+    assert store.key_ids() == {new.fingerprint(): "key_new",  # the old value has no id
+                               SecretValue("sk-first-value-00003").fingerprint(): "key_first"}
     companion = json.loads(kubectl_in("get", "secret", pending, "-n", NS, "-o", "json"))
     assert "secretops.io/key-ids.openai" not in (companion["metadata"].get("annotations")
                                                  or {})
