@@ -265,13 +265,19 @@ class KubeCluster:
         return self.get("get secret", f"{namespace}/{name}", self.request, "GET",
                         f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
-    def annotate_secret(self, namespace: str, name: str,
-                        annotations: Mapping[str, str | None]) -> None:
-        """Set (None: remove) annotations of a Secret; its data is left as it is."""
-        self.call("annotate secret", f"{namespace}/{name}", self.request, "PATCH",
-                  f"/api/v1/namespaces/{namespace}/secrets/{name}",
-                  body={"metadata": {"annotations": dict(annotations)}},
-                  content_type=MERGE_PATCH)
+    def _patch(self, call: str, target: str, path: str, body: Any, content_type: str) -> Any:
+        """An unconditional patch (no resourceVersion in it), as JSON. A 409 can still come
+        from the server itself (and from the sandbox's fault knobs): the same patch is sent
+        again, after a growing pause."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return self.call(call, target, self.request, "PATCH", path, body=body,
+                                 content_type=content_type)
+            except KubeUnavailable as exc:
+                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(CONFLICT_BACKOFF * attempt)
+        raise KubeUnavailable(f"Kubernetes {call} {target} kept conflicting", 409)
 
     def patch_secret(self, namespace: str, name: str,
                      values: Mapping[str, SecretValue | None],
@@ -285,21 +291,15 @@ class KubeCluster:
             "data": {k: None if v is None else encode(v.reveal()) for k, v in values.items()}}
         if annotations:
             patch["metadata"] = {"annotations": dict(annotations)}
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                written = self.call("patch secret", f"{namespace}/{name}", self.request,
-                                    "PATCH", f"/api/v1/namespaces/{namespace}/secrets/{name}",
-                                    body=patch, content_type=MERGE_PATCH)
-                return decode(written.get("data"), f"Secret {namespace}/{name}")
-            except KubeRefused as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            except KubeUnavailable as exc:  # a 409 here is the server's own: patch again
-                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                time.sleep(CONFLICT_BACKOFF * attempt)
-        raise KubeUnavailable(f"Kubernetes patch secret {namespace}/{name} kept conflicting", 409)
+        try:
+            written = self._patch("patch secret", f"{namespace}/{name}",
+                                  f"/api/v1/namespaces/{namespace}/secrets/{name}", patch,
+                                  MERGE_PATCH)
+        except KubeRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return decode(written.get("data"), f"Secret {namespace}/{name}")
 
     def read_secret(self, namespace: str, name: str) -> dict[str, SecretValue] | None:
         secret = self.get_secret(namespace, name)
@@ -408,22 +408,9 @@ class KubeCluster:
         ``kubectl.kubernetes.io/restartedAt`` annotation; returns the stamp."""
         stamp = restart_stamp()
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                self._restarted[(namespace, name)] = self.call(
-                    "restart deployment",
-                    f"{namespace}/{name}",
-                    self.request,
-                    "PATCH",
-                    f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
-                    body=patch,
-                    content_type=STRATEGIC_PATCH,
-                )
-                return stamp
-            except KubeUnavailable as exc:
-                if exc.status != 409 or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                time.sleep(CONFLICT_BACKOFF * attempt)
+        self._restarted[(namespace, name)] = self._patch(
+            "restart deployment", f"{namespace}/{name}",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}", patch, STRATEGIC_PATCH)
         return stamp
 
     def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutStatus:
